@@ -1,0 +1,1 @@
+"""Reusable Lightning callbacks."""

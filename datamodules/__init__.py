@@ -1,0 +1,7 @@
+"""Corpora as LightningDataModules: loading, tokenizing, batching."""
+
+from datamodules.language_modeling import LanguageModelingDataModule
+from datamodules.tinyshakespeare import TinyShakespeareDataModule
+from datamodules.wikitext2 import WikiText2DataModule
+
+__all__ = ["LanguageModelingDataModule", "TinyShakespeareDataModule", "WikiText2DataModule"]

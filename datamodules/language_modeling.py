@@ -1,0 +1,284 @@
+"""Language-modelling data: a corpus becomes one token stream per split, cut into blocks.
+
+Training draws random windows of `block_size + 1` tokens (inputs and the targets shifted by
+one), as nanoGPT does. Validation and test make one ordered pass of non-overlapping blocks
+that predicts every token of the split but the first exactly once; the last block is padded
+with ignored targets (-100), so nothing is dropped and nothing is counted twice.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+from pathlib import Path
+
+import lightning as L
+import numpy as np
+import torch
+from torch.utils.data import DataLoader, Dataset
+
+from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
+from datamodules.tokenizers import (
+    TOKENIZER_KINDS,
+    EncodedSplit,
+    encode_lines,
+    load_tokenizer,
+    save_tokenizer,
+    train_tokenizer,
+)
+from suite.errors import DataError, UserError
+
+log = logging.getLogger(__name__)
+IGNORE_INDEX = -100
+SPLITS = ("train", "valid", "test")
+
+
+class RandomWindows(Dataset):
+    """Every window of `block_size + 1` consecutive tokens; a shuffled sampler makes them random."""
+
+    def __init__(self, ids: np.ndarray, block_size: int):
+        self.ids, self.block_size = ids, block_size
+
+    def __len__(self) -> int:
+        return len(self.ids) - self.block_size
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        chunk = torch.from_numpy(self.ids[i : i + self.block_size + 1])
+        return {"input_ids": chunk[:-1], "targets": chunk[1:]}
+
+
+class OrderedBlocks(Dataset):
+    """Non-overlapping blocks in order, the last one padded; whole padding blocks are added so
+    that the count divides by `world_size` (no sample is repeated across DDP ranks)."""
+
+    def __init__(self, split: EncodedSplit, block_size: int, world_size: int = 1):
+        self.split, self.block_size = split, block_size
+        n_real = max(1, math.ceil((len(split) - 1) / block_size))
+        self.n_blocks = math.ceil(n_real / world_size) * world_size
+
+    def __len__(self) -> int:
+        return self.n_blocks
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        T, start = self.block_size, i * self.block_size
+        ids = self.split.ids[start : start + T + 1]
+        n = max(0, len(ids) - 1)  # real targets in this block
+        item = {
+            "input_ids": torch.zeros(T, dtype=torch.long),
+            "targets": torch.full((T,), IGNORE_INDEX, dtype=torch.long),
+            "target_words": torch.zeros(T, dtype=torch.long),
+            "target_chars": torch.zeros(T, dtype=torch.long),
+        }
+        if n:
+            item["input_ids"][:n] = torch.from_numpy(ids[:n])
+            item["targets"][:n] = torch.from_numpy(ids[1 : n + 1])
+            item["target_words"][:n] = torch.from_numpy(self.split.words[start + 1 : start + n + 1].astype(np.int64))
+            item["target_chars"][:n] = torch.from_numpy(self.split.chars[start + 1 : start + n + 1].astype(np.int64))
+        return item
+
+
+class LanguageModelingDataModule(L.LightningDataModule):
+    """Base for text corpora. Subclasses say where the files are and how to read and fetch them.
+
+    The tokenizer is trained (or loaded) when `vocab_size` is first read, so the CLI can pass
+    the vocabulary size to the model when both are instantiated.
+    """
+
+    corpus: str = ""  # folder name under $DATA_DIR
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        tokenizer: str = "char",
+        bpe_vocab_size: int = 8192,
+        block_size: int = 256,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        download: bool = True,
+        cache_dir: str | None = None,
+    ):
+        super().__init__()
+        if tokenizer not in TOKENIZER_KINDS:
+            raise UserError(f"data.tokenizer={tokenizer!r} is not known; choose one of {', '.join(TOKENIZER_KINDS)}.")
+        for name, value in (("block_size", block_size), ("batch_size", batch_size), ("bpe_vocab_size", bpe_vocab_size)):
+            if value < 1:
+                raise UserError(f"data.{name} must be a positive integer, got {value}.")
+        self.save_hyperparameters()
+        self.data_dir = resolve_data_dir(data_dir, self.corpus)
+        self.tokenizer_kind = tokenizer
+        self.bpe_vocab_size = bpe_vocab_size
+        self.block_size = block_size
+        self.batch_size = batch_size
+        self.eval_batch_size = eval_batch_size or batch_size
+        self.num_workers = num_workers
+        self.download = download
+        self._cache_dir = cache_dir
+        self._tokenizer = None
+        self._lines: dict[str, list[str]] = {}
+        self.splits: dict[str, EncodedSplit] = {}
+
+    # --- what a corpus subclass provides -------------------------------------------------
+    def local_files(self) -> dict[str, Path] | None:
+        """The split files found in `data_dir`, or None when the corpus is not there."""
+        raise NotImplementedError
+
+    def expected_files(self) -> list[str]:
+        """File names looked for, for the error message when the corpus is missing."""
+        raise NotImplementedError
+
+    def fetch(self) -> None:
+        """Download the corpus into `data_dir` (only called when it is missing)."""
+        raise NotImplementedError
+
+    def read_lines(self, files: dict[str, Path]) -> dict[str, list[str]]:
+        """Lines of each split, each with its newline."""
+        return {split: read_text(files[split]).splitlines(keepends=True) for split in SPLITS}
+
+    def describe_splits(self) -> str:
+        return "train/valid/test as shipped"
+
+    # --- shared machinery ------------------------------------------------------------------
+    @property
+    def files(self) -> dict[str, Path]:
+        files = self.local_files()
+        if files is None:
+            self._fetch_or_fail()
+            files = self.local_files()
+            if files is None:
+                raise DataError(self._missing_message("the download finished but the files are still missing"))
+        return files
+
+    def _fetch_or_fail(self) -> None:
+        if not self.download:
+            raise DataError(self._missing_message("downloading is off (data.download=false)"))
+        if _offline():
+            raise DataError(self._missing_message("HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set"))
+        log.info("%s not found in %s: downloading", self.corpus, self.data_dir)
+        try:
+            self.fetch()
+        except DataError:
+            raise
+        except Exception as err:  # no network, hub unreachable, ...
+            raise DataError(self._missing_message(f"downloading failed ({type(err).__name__}: {err})")) from err
+
+    def _missing_message(self, why: str) -> str:
+        looked = ", ".join(self.expected_files())
+        return (
+            f"{self.corpus}: corpus not found in {self.data_dir} (looked for {looked}), and {why}.\n"
+            f"Provide it by putting those files there, by pointing data.data_dir (or the {'DATA_DIR'} "
+            f"environment variable, which holds one folder per corpus) at a copy, or by running once "
+            f"with a network so that it is downloaded."
+        )
+
+    @property
+    def cache_dir(self) -> Path:
+        return cache_dir_for(self.data_dir, self.corpus, self._cache_dir)
+
+    def lines(self) -> dict[str, list[str]]:
+        if not self._lines:
+            self._lines = self.read_lines(self.files)
+            for split, lines in self._lines.items():
+                if not any(line.strip() for line in lines):
+                    raise DataError(f"{self.corpus}: the {split} split is empty; check the files in {self.data_dir}.")
+        return self._lines
+
+    def _settings_key(self) -> str:
+        vocab = self.bpe_vocab_size if self.tokenizer_kind == "bpe" else ""
+        return fingerprint(*self.files.values(), extra=f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}")
+
+    @property
+    def tokenizer(self):
+        if self._tokenizer is None:
+            path = self.cache_dir / f"tokenizer-{self.tokenizer_kind}-{self._settings_key()}.json"
+            if path.exists():
+                self._tokenizer = load_tokenizer(path)
+            else:
+                log.info("training a %s tokenizer on the %s train split", self.tokenizer_kind, self.corpus)
+                self._tokenizer = train_tokenizer(self.tokenizer_kind, self.lines()["train"], self.bpe_vocab_size)
+                save_tokenizer(self._tokenizer, path)
+        return self._tokenizer
+
+    @property
+    def tokenizer_path(self) -> Path:
+        self.tokenizer  # noqa: B018 - makes sure the file exists
+        return self.cache_dir / f"tokenizer-{self.tokenizer_kind}-{self._settings_key()}.json"
+
+    @property
+    def vocab_size(self) -> int:
+        return self.tokenizer.get_vocab_size()
+
+    def encoded(self, split: str) -> EncodedSplit:
+        """Token ids of a split, cached on disk so that the second run starts in seconds."""
+        if split not in self.splits:
+            path = self.cache_dir / f"{split}-{self.tokenizer_kind}-{self._settings_key()}.npz"
+            if path.exists():
+                self.splits[split] = EncodedSplit.load(path)
+            else:
+                tok = self.tokenizer
+                self.splits[split] = encode_lines(tok, self.tokenizer_kind, self.lines()[split])
+                self.splits[split].save(path)
+        return self.splits[split]
+
+    def prepare_data(self) -> None:
+        # Runs on one process first: fetch, train the tokenizer and fill the cache once.
+        for split in SPLITS:
+            self.encoded(split)
+
+    def setup(self, stage: str | None = None) -> None:
+        world_size = self.trainer.world_size if self.trainer is not None else 1
+        train = self.encoded("train")
+        if len(train) < self.block_size + 1:
+            raise UserError(
+                f"data.block_size={self.block_size} is longer than the {self.corpus} train split "
+                f"({len(train)} tokens): lower data.block_size below {len(train)}."
+            )
+        self.train_set = RandomWindows(train.ids, self.block_size)
+        self.val_set = OrderedBlocks(self.encoded("valid"), self.block_size, world_size)
+        self.test_set = OrderedBlocks(self.encoded("test"), self.block_size, world_size)
+
+    def train_dataloader(self) -> DataLoader:
+        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=True)
+
+    def val_dataloader(self) -> DataLoader:
+        return self._loader(self.val_set, self.eval_batch_size)
+
+    def test_dataloader(self) -> DataLoader:
+        return self._loader(self.test_set, self.eval_batch_size)
+
+    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+        return DataLoader(
+            dataset,
+            batch_size=batch_size,
+            shuffle=shuffle,
+            drop_last=drop_last,
+            num_workers=self.num_workers,
+            persistent_workers=self.num_workers > 0,
+            pin_memory=torch.cuda.is_available(),
+        )
+
+    # --- text in, text out (generation, sample logging) ------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return self.tokenizer.encode(text, add_special_tokens=False).ids
+
+    def decode(self, ids: list[int]) -> str:
+        return self.tokenizer.decode(ids)
+
+
+def read_text(path: Path) -> str:
+    """A corpus file as text; a file that is not UTF-8 gets a message with its line number."""
+    data = path.read_bytes()
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        raise DataError(
+            f"{path}: line {line} is not valid UTF-8 (byte {err.start}); the file is corrupt or in "
+            f"another encoding. Replace it with a clean copy of the corpus."
+        ) from None
+
+
+def _offline() -> bool:
+    import os
+
+    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))

@@ -1,0 +1,62 @@
+"""Tiny Shakespeare (char-rnn's corpus, 1.1M characters) at the character level.
+
+nanoGPT's split: the first 90% of the text trains, the last 10% validates. There is no test
+split, so `test` evaluates the validation text again (reported as test/* all the same).
+"""
+
+from __future__ import annotations
+
+import urllib.request
+from pathlib import Path
+
+from datamodules.language_modeling import LanguageModelingDataModule, read_text
+from datamodules.paths import atomic_write_bytes
+
+SOURCE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+FILE_NAME = "input.txt"
+
+
+class TinyShakespeareDataModule(LanguageModelingDataModule):
+    """Tiny Shakespeare; `train_fraction` of the text (from the start) trains, the rest validates."""
+
+    corpus = "tinyshakespeare"
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        tokenizer: str = "char",
+        bpe_vocab_size: int = 4096,
+        block_size: int = 256,
+        batch_size: int = 64,
+        eval_batch_size: int | None = None,
+        train_fraction: float = 0.9,
+        num_workers: int = 0,
+        download: bool = True,
+        cache_dir: str | None = None,
+    ):
+        if not 0.0 < train_fraction < 1.0:
+            from suite.errors import UserError
+
+            raise UserError(f"data.train_fraction must be between 0 and 1, got {train_fraction}.")
+        self.train_fraction = train_fraction
+        super().__init__(data_dir, tokenizer, bpe_vocab_size, block_size, batch_size, eval_batch_size, num_workers, download, cache_dir)
+
+    def local_files(self) -> dict[str, Path] | None:
+        path = self.data_dir / FILE_NAME
+        return {"text": path} if path.is_file() else None
+
+    def expected_files(self) -> list[str]:
+        return [FILE_NAME]
+
+    def fetch(self) -> None:
+        with urllib.request.urlopen(SOURCE_URL, timeout=30) as response:
+            atomic_write_bytes(self.data_dir / FILE_NAME, response.read())
+
+    def describe_splits(self) -> str:
+        return f"first {self.train_fraction:.0%} train, rest valid (= test)"
+
+    def read_lines(self, files: dict[str, Path]) -> dict[str, list[str]]:
+        text = read_text(files["text"])
+        cut = int(len(text) * self.train_fraction)
+        valid = text[cut:].splitlines(keepends=True)
+        return {"train": text[:cut].splitlines(keepends=True), "valid": valid, "test": valid}

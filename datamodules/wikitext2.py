@@ -1,0 +1,70 @@
+"""WikiText-2 (Merity et al. 2016): Wikipedia articles, 2M training words, the standard
+word-level language-modelling benchmark.
+
+Local layouts read from `data_dir`: `train.txt/valid.txt/test.txt` (pytorch/examples) or
+`wiki.{train,valid,test}.tokens` (`.raw` with `raw: true`). Missing files are fetched from the
+HF hub (`Salesforce/wikitext`, config `wikitext-2-v1` or `wikitext-2-raw-v1`) with `datasets`.
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+from datamodules.language_modeling import SPLITS, LanguageModelingDataModule
+from datamodules.paths import atomic_write_bytes
+
+HUB_DATASET = "Salesforce/wikitext"
+HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
+
+
+class WikiText2DataModule(LanguageModelingDataModule):
+    """WikiText-2; `raw: true` takes the untokenized variant (for BPE or characters)."""
+
+    corpus = "wikitext-2"
+
+    def __init__(
+        self,
+        data_dir: str | None = None,
+        raw: bool = False,
+        tokenizer: str = "word",
+        bpe_vocab_size: int = 8192,
+        block_size: int = 128,
+        batch_size: int = 32,
+        eval_batch_size: int | None = None,
+        num_workers: int = 0,
+        download: bool = True,
+        cache_dir: str | None = None,
+    ):
+        self.raw = raw
+        super().__init__(data_dir, tokenizer, bpe_vocab_size, block_size, batch_size, eval_batch_size, num_workers, download, cache_dir)
+
+    def _layouts(self) -> list[dict[str, str]]:
+        ext = "raw" if self.raw else "tokens"
+        return [{s: f"wiki.{s}.{ext}" for s in SPLITS}, {s: f"{s}.txt" for s in SPLITS}]
+
+    def local_files(self) -> dict[str, Path] | None:
+        for layout in self._layouts():
+            files = {s: self.data_dir / name for s, name in layout.items()}
+            if all(f.is_file() for f in files.values()):
+                return files
+        return None
+
+    def expected_files(self) -> list[str]:
+        return [" + ".join(layout.values()) for layout in self._layouts()]
+
+    def _missing_message(self, why: str) -> str:
+        msg = super()._missing_message(why)
+        mini = self.data_dir.parent / "wikitext-2-mini"
+        if mini.is_dir() and mini != self.data_dir:
+            msg += f"\nA stand-in with the same format is at {mini}: add --data.data_dir={mini}"
+        return msg
+
+    def fetch(self) -> None:
+        import datasets
+
+        config = "wikitext-2-raw-v1" if self.raw else "wikitext-2-v1"
+        ds = datasets.load_dataset(HUB_DATASET, config)
+        ext = "raw" if self.raw else "tokens"
+        for split, hub_split in HUB_SPLITS.items():
+            text = "".join(ds[hub_split]["text"])  # each row is one line with its newline
+            atomic_write_bytes(self.data_dir / f"wiki.{split}.{ext}", text.encode("utf-8"))

@@ -1,0 +1,6 @@
+"""The models of the suite, each a LightningModule; shared building blocks live in `modules/`."""
+
+from lit_models.gpt import GPT
+from lit_models.language_model import LanguageModel
+
+__all__ = ["GPT", "LanguageModel"]

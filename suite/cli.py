@@ -1,0 +1,49 @@
+"""The suite's command line: Lightning's CLI with any model and any datamodule from YAML.
+
+    python main.py fit  --config configs/gpt_shakespeare_char.yaml
+    python main.py test --config configs/gpt_shakespeare_char.yaml --ckpt_path path/to/last.ckpt
+
+Facts of the data (vocabulary size, context length) flow to the model through argument links
+when both are instantiated, so they are never typed twice.
+"""
+
+from __future__ import annotations
+
+import sys
+
+from lightning.pytorch.cli import LightningCLI
+
+import callbacks  # noqa: F401 - registers the suite's callbacks for short class paths
+import datamodules  # noqa: F401 - registers the datamodules for short class paths
+import lit_models  # noqa: F401 - registers the models for short class paths
+from suite.config import SaveAndLogConfig
+from suite.errors import UserError
+from suite.trainer import Trainer
+from suite.wandb_mode import choose_wandb_mode
+
+
+class SuiteCLI(LightningCLI):
+    def __init__(self, *args, **kwargs):
+        kwargs.setdefault("trainer_class", Trainer)
+        kwargs.setdefault("subclass_mode_model", True)
+        kwargs.setdefault("subclass_mode_data", True)
+        kwargs.setdefault("save_config_callback", SaveAndLogConfig)
+        kwargs.setdefault("seed_everything_default", 1337)
+        kwargs.setdefault("auto_configure_optimizers", False)  # each model owns its recipe
+        super().__init__(None, None, *args, **kwargs)
+
+    def add_arguments_to_parser(self, parser) -> None:
+        parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
+        parser.link_arguments("data.block_size", "model.init_args.block_size", apply_on="instantiate")
+
+    def before_instantiate_classes(self) -> None:
+        choose_wandb_mode()
+
+
+def main(args: list[str] | None = None) -> None:
+    """Run the CLI; a user error ends with one message and exit status 2, not a traceback."""
+    try:
+        SuiteCLI(args=args)
+    except UserError as err:
+        print(f"error: {err}", file=sys.stderr)
+        sys.exit(2)

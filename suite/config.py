@@ -1,0 +1,37 @@
+"""Save the resolved config of every run next to its checkpoints and log it to W&B."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+from lightning.pytorch.cli import SaveConfigCallback
+from lightning.pytorch.loggers import WandbLogger
+
+
+def run_dir(trainer) -> Path:
+    """The folder Lightning's ModelCheckpoint uses as the parent of `checkpoints/`."""
+    if not trainer.loggers:
+        return Path(trainer.default_root_dir)
+    logger = trainer.loggers[0]
+    save_dir = logger.save_dir or trainer.default_root_dir
+    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
+    return Path(save_dir) / str(logger.name) / version
+
+
+class SaveAndLogConfig(SaveConfigCallback):
+    def setup(self, trainer, pl_module, stage: str) -> None:
+        if self.already_saved:
+            return
+        folder = run_dir(trainer)
+        if trainer.is_global_zero:
+            folder.mkdir(parents=True, exist_ok=True)
+            path = folder / self.config_filename
+            tmp = path.with_name(f".{path.name}.tmp")
+            self.parser.save(self.config, tmp, skip_none=False, overwrite=True, multifile=False)
+            os.replace(tmp, path)  # atomic: an interrupted save never leaves half a config
+            for logger in trainer.loggers:
+                if isinstance(logger, WandbLogger):
+                    logger.experiment.config.update(self.config.as_dict(), allow_val_change=True)
+        self.already_saved = True
+        self.already_saved = trainer.strategy.broadcast(self.already_saved)
