@@ -72,8 +72,12 @@ class OrderedBlocks(Dataset):
         if n:
             item["input_ids"][:n] = torch.from_numpy(ids[:n])
             item["targets"][:n] = torch.from_numpy(ids[1 : n + 1])
-            item["target_words"][:n] = torch.from_numpy(self.split.words[start + 1 : start + n + 1].astype(np.int64))
-            item["target_chars"][:n] = torch.from_numpy(self.split.chars[start + 1 : start + n + 1].astype(np.int64))
+            item["target_words"][:n] = torch.from_numpy(
+                self.split.words[start + 1 : start + n + 1].astype(np.int64)
+            )
+            item["target_chars"][:n] = torch.from_numpy(
+                self.split.chars[start + 1 : start + n + 1].astype(np.int64)
+            )
         return item
 
 
@@ -100,8 +104,14 @@ class LanguageModelingDataModule(L.LightningDataModule):
     ):
         super().__init__()
         if tokenizer not in TOKENIZER_KINDS:
-            raise UserError(f"data.tokenizer={tokenizer!r} is not known; choose one of {', '.join(TOKENIZER_KINDS)}.")
-        for name, value in (("block_size", block_size), ("batch_size", batch_size), ("bpe_vocab_size", bpe_vocab_size)):
+            raise UserError(
+                f"data.tokenizer={tokenizer!r} is not known; choose one of {', '.join(TOKENIZER_KINDS)}."
+            )
+        for name, value in (
+            ("block_size", block_size),
+            ("batch_size", batch_size),
+            ("bpe_vocab_size", bpe_vocab_size),
+        ):
             if value < 1:
                 raise UserError(f"data.{name} must be a positive integer, got {value}.")
         self.save_hyperparameters()
@@ -146,7 +156,9 @@ class LanguageModelingDataModule(L.LightningDataModule):
             self._fetch_or_fail()
             files = self.local_files()
             if files is None:
-                raise DataError(self._missing_message("the download finished but the files are still missing"))
+                raise DataError(
+                    self._missing_message("the download finished but the files are still missing")
+                )
         return files
 
     def _fetch_or_fail(self) -> None:
@@ -160,7 +172,9 @@ class LanguageModelingDataModule(L.LightningDataModule):
         except DataError:
             raise
         except Exception as err:  # no network, hub unreachable, ...
-            raise DataError(self._missing_message(f"downloading failed ({type(err).__name__}: {err})")) from err
+            raise DataError(
+                self._missing_message(f"downloading failed ({type(err).__name__}: {err})")
+            ) from err
 
     def _missing_message(self, why: str) -> str:
         looked = ", ".join(self.expected_files())
@@ -180,12 +194,17 @@ class LanguageModelingDataModule(L.LightningDataModule):
             self._lines = self.read_lines(self.files)
             for split, lines in self._lines.items():
                 if not any(line.strip() for line in lines):
-                    raise DataError(f"{self.corpus}: the {split} split is empty; check the files in {self.data_dir}.")
+                    raise DataError(
+                        f"{self.corpus}: the {split} split is empty; check the files in {self.data_dir}."
+                    )
         return self._lines
 
     def _settings_key(self) -> str:
         vocab = self.bpe_vocab_size if self.tokenizer_kind == "bpe" else ""
-        return fingerprint(*self.files.values(), extra=f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}")
+        return fingerprint(
+            *self.files.values(),
+            extra=f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}",
+        )
 
     @property
     def tokenizer(self):
@@ -194,8 +213,14 @@ class LanguageModelingDataModule(L.LightningDataModule):
             if path.exists():
                 self._tokenizer = load_tokenizer(path)
             else:
-                log.info("training a %s tokenizer on the %s train split", self.tokenizer_kind, self.corpus)
-                self._tokenizer = train_tokenizer(self.tokenizer_kind, self.lines()["train"], self.bpe_vocab_size)
+                log.info(
+                    "training a %s tokenizer on the %s train split",
+                    self.tokenizer_kind,
+                    self.corpus,
+                )
+                self._tokenizer = train_tokenizer(
+                    self.tokenizer_kind, self.lines()["train"], self.bpe_vocab_size
+                )
                 save_tokenizer(self._tokenizer, path)
         return self._tokenizer
 
@@ -246,7 +271,9 @@ class LanguageModelingDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.eval_batch_size)
 
-    def _loader(self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False) -> DataLoader:
+    def _loader(
+        self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
+    ) -> DataLoader:
         return DataLoader(
             dataset,
             batch_size=batch_size,
@@ -281,4 +308,7 @@ def read_text(path: Path) -> str:
 def _offline() -> bool:
     import os
 
-    return any(os.environ.get(v, "").lower() in ("1", "true", "yes") for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE"))
+    return any(
+        os.environ.get(v, "").lower() in ("1", "true", "yes")
+        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
+    )

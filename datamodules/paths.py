@@ -23,7 +23,11 @@ def is_writable(folder: Path) -> bool:
     """Writable by us and not marked read-only: mode bits are checked too, because root's
     `os.access` says yes even to a shared folder whose owner made it read-only."""
     folder = folder if folder.exists() else folder.parent
-    return folder.exists() and os.access(folder, os.W_OK) and bool(folder.stat().st_mode & stat.S_IWUSR)
+    return (
+        folder.exists()
+        and os.access(folder, os.W_OK)
+        and bool(folder.stat().st_mode & stat.S_IWUSR)
+    )
 
 
 def cache_dir_for(data_dir: Path, corpus: str, cache_dir: str | os.PathLike | None = None) -> Path:

@@ -12,7 +12,9 @@ from pathlib import Path
 from datamodules.language_modeling import LanguageModelingDataModule, read_text
 from datamodules.paths import atomic_write_bytes
 
-SOURCE_URL = "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+SOURCE_URL = (
+    "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
+)
 FILE_NAME = "input.txt"
 
 
@@ -39,7 +41,17 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
 
             raise UserError(f"data.train_fraction must be between 0 and 1, got {train_fraction}.")
         self.train_fraction = train_fraction
-        super().__init__(data_dir, tokenizer, bpe_vocab_size, block_size, batch_size, eval_batch_size, num_workers, download, cache_dir)
+        super().__init__(
+            data_dir,
+            tokenizer,
+            bpe_vocab_size,
+            block_size,
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            download,
+            cache_dir,
+        )
 
     def local_files(self) -> dict[str, Path] | None:
         path = self.data_dir / FILE_NAME

@@ -55,7 +55,9 @@ def train_tokenizer(kind: str, lines: Sequence[str], bpe_vocab_size: int = 8192)
     if kind == "word":
         tok = Tokenizer(models.WordLevel(unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        trainer = trainers.WordLevelTrainer(vocab_size=10**9, min_frequency=1, special_tokens=[EOS, UNK])
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=10**9, min_frequency=1, special_tokens=[EOS, UNK]
+        )
         tok.train_from_iterator(lines, trainer)
     elif kind == "bpe":
         tok = Tokenizer(models.BPE())
@@ -93,7 +95,9 @@ def encode_lines(tok: Tokenizer, kind: str, lines: Sequence[str]) -> EncodedSpli
     """Encode `lines` (each ending with its newline) into one stream of token ids."""
     eos_id = tok.token_to_id(EOS) if kind == "word" else None
     ids, words, chars = [], [], []
-    for line, enc in zip(lines, tok.encode_batch(list(lines), add_special_tokens=False), strict=True):
+    for line, enc in zip(
+        lines, tok.encode_batch(list(lines), add_special_tokens=False), strict=True
+    ):
         line_ids = enc.ids
         ends = [end for _, end in enc.offsets]
         if eos_id is not None:  # the word-level text has no newline token: <eos> stands for it

@@ -36,7 +36,17 @@ class WikiText2DataModule(LanguageModelingDataModule):
         cache_dir: str | None = None,
     ):
         self.raw = raw
-        super().__init__(data_dir, tokenizer, bpe_vocab_size, block_size, batch_size, eval_batch_size, num_workers, download, cache_dir)
+        super().__init__(
+            data_dir,
+            tokenizer,
+            bpe_vocab_size,
+            block_size,
+            batch_size,
+            eval_batch_size,
+            num_workers,
+            download,
+            cache_dir,
+        )
 
     def _layouts(self) -> list[dict[str, str]]:
         ext = "raw" if self.raw else "tokens"

@@ -56,7 +56,10 @@ class GPT(LanguageModel):
         self.position = make_positional(positional, block_size, n_embd)
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
-            TransformerBlock(n_embd, n_head, 4 * n_embd, dropout=dropout, bias=bias, norm_first=True) for _ in range(n_layer)
+            TransformerBlock(
+                n_embd, n_head, 4 * n_embd, dropout=dropout, bias=bias, norm_first=True
+            )
+            for _ in range(n_layer)
         )
         self.ln_f = nn.LayerNorm(n_embd, bias=bias)
         self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
@@ -78,7 +81,7 @@ class GPT(LanguageModel):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         """Logits of the next token at every position: [B, T] -> [B, T, vocab_size]."""
         T = input_ids.size(1)
-        if T > self.block_size:
+        if self.block_size < T:
             raise ValueError(f"sequence of {T} tokens is longer than block_size={self.block_size}")
         h = self.dropout(self.token_embedding(input_ids) + self.position(T))
         for block in self.blocks:
@@ -91,14 +94,20 @@ class GPT(LanguageModel):
     def flops_per_token(self) -> float:
         """Training FLOPs per token, forward and backward: 6N + 12 L T d (Kaplan et al.; PaLM)."""
         hp = self.hparams
-        n_params = self.num_parameters() - (0 if hp.positional != "learned" else self.position.embedding.weight.numel())
+        n_params = self.num_parameters() - (
+            0 if hp.positional != "learned" else self.position.embedding.weight.numel()
+        )
         return 6 * n_params + 12 * hp.n_layer * self.block_size * hp.n_embd
 
     def configure_optimizers(self):
         hp = self.hparams
-        optimizer = adamw_decaying_matrices(self, hp.learning_rate, hp.weight_decay, tuple(hp.betas))
+        optimizer = adamw_decaying_matrices(
+            self, hp.learning_rate, hp.weight_decay, tuple(hp.betas)
+        )
         decay_steps = hp.lr_decay_steps or _total_steps(self)
-        schedule = WarmupCosineSchedule(optimizer, hp.warmup_steps, decay_steps, hp.min_learning_rate / hp.learning_rate)
+        schedule = WarmupCosineSchedule(
+            optimizer, hp.warmup_steps, decay_steps, hp.min_learning_rate / hp.learning_rate
+        )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
@@ -108,5 +117,7 @@ def _total_steps(module: LanguageModel) -> int:
         return trainer.max_steps
     estimated = trainer.estimated_stepping_batches if trainer is not None else math.inf
     if math.isinf(estimated):
-        raise UserError("set trainer.max_steps or model.init_args.lr_decay_steps: the cosine schedule needs an end.")
+        raise UserError(
+            "set trainer.max_steps or model.init_args.lr_decay_steps: the cosine schedule needs an end."
+        )
     return int(estimated)

@@ -16,18 +16,27 @@ IGNORE_INDEX = -100
 class LanguageModel(L.LightningModule):
     def __init__(self):
         super().__init__()
-        self.eval_metrics = torch.nn.ModuleDict({"val": LanguageModelMetrics(), "test": LanguageModelMetrics()})
+        self.eval_metrics = torch.nn.ModuleDict(
+            {"val": LanguageModelMetrics(), "test": LanguageModelMetrics()}
+        )
 
     def token_nll(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-token negative log-likelihood of the targets, shape [B, T] (0 at padding)."""
         logits = self(batch["input_ids"])
         targets = batch["targets"]
-        nll = F.cross_entropy(logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none")
+        nll = F.cross_entropy(
+            logits.flatten(0, 1).float(),
+            targets.flatten(),
+            ignore_index=IGNORE_INDEX,
+            reduction="none",
+        )
         return nll.view_as(targets)
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"])
-        loss = F.cross_entropy(logits.flatten(0, 1).float(), batch["targets"].flatten(), ignore_index=IGNORE_INDEX)
+        loss = F.cross_entropy(
+            logits.flatten(0, 1).float(), batch["targets"].flatten(), ignore_index=IGNORE_INDEX
+        )
         self.log("train/loss", loss, prog_bar=True)
         return loss
 
@@ -37,7 +46,9 @@ class LanguageModel(L.LightningModule):
     def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
         self._evaluate(batch, "test")
 
-    def predict_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> dict[str, torch.Tensor]:
+    def predict_step(
+        self, batch: dict[str, torch.Tensor], batch_idx: int
+    ) -> dict[str, torch.Tensor]:
         """Scores each block: summed NLL and the number of real target tokens."""
         nll = self.token_nll(batch)
         return {"nll": nll.sum(dim=1), "tokens": (batch["targets"] != IGNORE_INDEX).sum(dim=1)}
@@ -45,7 +56,9 @@ class LanguageModel(L.LightningModule):
     def _evaluate(self, batch: dict[str, torch.Tensor], stage: str) -> None:
         nll = self.token_nll(batch)
         mask = batch["targets"] != IGNORE_INDEX
-        self.eval_metrics[stage].update(nll, mask, batch.get("target_words"), batch.get("target_chars"))
+        self.eval_metrics[stage].update(
+            nll, mask, batch.get("target_words"), batch.get("target_chars")
+        )
 
     def on_validation_epoch_end(self) -> None:
         self._log_eval("val")

@@ -22,9 +22,17 @@ class LanguageModelMetrics(Metric):
     def __init__(self, **kwargs):
         super().__init__(**kwargs)
         for name in ("nll", "tokens", "words", "chars"):
-            self.add_state(name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum")
+            self.add_state(
+                name, default=torch.tensor(0.0, dtype=torch.float64), dist_reduce_fx="sum"
+            )
 
-    def update(self, nll: torch.Tensor, mask: torch.Tensor, words: torch.Tensor | None = None, chars: torch.Tensor | None = None) -> None:
+    def update(
+        self,
+        nll: torch.Tensor,
+        mask: torch.Tensor,
+        words: torch.Tensor | None = None,
+        chars: torch.Tensor | None = None,
+    ) -> None:
         """`nll` per target token, `mask` True at real targets, `words`/`chars` per target token."""
         self.nll += (nll * mask).sum().double()
         self.tokens += mask.sum().double()

@@ -35,7 +35,14 @@ class WarmupCosineSchedule(torch.optim.lr_scheduler.LambdaLR):
     """Linear warmup to the peak over `warmup_steps`, cosine decay to `min_ratio * peak` at
     `decay_steps`, flat after. Stepped once per optimizer step."""
 
-    def __init__(self, optimizer: torch.optim.Optimizer, warmup_steps: int, decay_steps: int, min_ratio: float, last_epoch: int = -1):
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        warmup_steps: int,
+        decay_steps: int,
+        min_ratio: float,
+        last_epoch: int = -1,
+    ):
         self.warmup_steps, self.decay_steps, self.min_ratio = warmup_steps, decay_steps, min_ratio
         super().__init__(optimizer, self.factor, last_epoch=last_epoch)
 

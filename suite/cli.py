@@ -33,8 +33,12 @@ class SuiteCLI(LightningCLI):
         super().__init__(None, None, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
-        parser.link_arguments("data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate")
-        parser.link_arguments("data.block_size", "model.init_args.block_size", apply_on="instantiate")
+        parser.link_arguments(
+            "data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.block_size", "model.init_args.block_size", apply_on="instantiate"
+        )
 
     def before_instantiate_classes(self) -> None:
         choose_wandb_mode()

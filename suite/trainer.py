@@ -24,4 +24,8 @@ class Trainer(L.Trainer):
             precision: `auto` (bf16-mixed on recent GPUs, 16-mixed on older ones, 32-true on
                 CPU) or any value Lightning accepts: 32-true, 16-mixed, bf16-mixed, 64-true, ...
         """
-        super().__init__(*args, precision=resolve_precision(precision, kwargs.get("accelerator", "auto")), **kwargs)
+        super().__init__(
+            *args,
+            precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
+            **kwargs,
+        )

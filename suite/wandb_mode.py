@@ -16,7 +16,10 @@ from urllib.parse import urlparse
 def has_wandb_credentials() -> bool:
     if os.environ.get("WANDB_API_KEY"):
         return True
-    host = urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname or "api.wandb.ai"
+    host = (
+        urlparse(os.environ.get("WANDB_BASE_URL", "https://api.wandb.ai")).hostname
+        or "api.wandb.ai"
+    )
     path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     try:
         return path.is_file() and netrc.netrc(path).authenticators(host) is not None

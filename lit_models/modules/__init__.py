@@ -1,7 +1,11 @@
 """Building blocks shared by several models: attention, positional encodings, Transformer blocks."""
 
 from lit_models.modules.attention import MultiHeadAttention
-from lit_models.modules.positional import LearnedPositionalEmbedding, SinusoidalPositionalEncoding, make_positional
+from lit_models.modules.positional import (
+    LearnedPositionalEmbedding,
+    SinusoidalPositionalEncoding,
+    make_positional,
+)
 from lit_models.modules.transformer import FeedForward, TransformerBlock
 
 __all__ = [

@@ -46,7 +46,12 @@ class MultiHeadAttention(nn.Module):
             k, v = F.linear(memory, w[d:], None if b is None else b[d:]).split(d, dim=-1)
         q, k, v = (self._split_heads(t) for t in (q, k, v))
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=self.dropout if self.training else 0.0, is_causal=is_causal
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=self.dropout if self.training else 0.0,
+            is_causal=is_causal,
         )
         return self.out_proj(self._merge_heads(y))
 

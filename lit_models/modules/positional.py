@@ -23,7 +23,9 @@ class LearnedPositionalEmbedding(nn.Module):
     def forward(self, length: int, offset: int = 0) -> torch.Tensor:
         """Encodings of positions offset .. offset+length-1, shape [length, d_model]."""
         if offset + length > self.max_len:
-            raise ValueError(f"position {offset + length - 1} is past the {self.max_len} learned positions")
+            raise ValueError(
+                f"position {offset + length - 1} is past the {self.max_len} learned positions"
+            )
         positions = torch.arange(offset, offset + length, device=self.embedding.weight.device)
         return self.embedding(positions)
 
@@ -41,7 +43,9 @@ class SinusoidalPositionalEncoding(nn.Module):
 
     def forward(self, length: int, offset: int = 0) -> torch.Tensor:
         if offset + length > self.max_len:
-            raise ValueError(f"position {offset + length - 1} is past the {self.max_len} precomputed positions")
+            raise ValueError(
+                f"position {offset + length - 1} is past the {self.max_len} precomputed positions"
+            )
         return self.pe[offset : offset + length]
 
 
@@ -50,4 +54,6 @@ def make_positional(kind: str, max_len: int, d_model: int) -> nn.Module:
         return LearnedPositionalEmbedding(max_len, d_model)
     if kind == "sinusoidal":
         return SinusoidalPositionalEncoding(max_len, d_model)
-    raise ValueError(f"positional={kind!r} is not known; choose one of {', '.join(POSITIONAL_KINDS)}")
+    raise ValueError(
+        f"positional={kind!r} is not known; choose one of {', '.join(POSITIONAL_KINDS)}"
+    )

@@ -28,7 +28,15 @@ class TransformerBlock(nn.Module):
     """Self-attention then feed-forward, each as x + Dropout(SubLayer(LN(x))) when `norm_first`,
     else LN(x + Dropout(SubLayer(x)))."""
 
-    def __init__(self, d_model: int, n_heads: int, d_ff: int, dropout: float = 0.0, bias: bool = True, norm_first: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        norm_first: bool = True,
+    ):
         super().__init__()
         self.norm_first = norm_first
         self.ln_attn = nn.LayerNorm(d_model, bias=bias)
@@ -37,7 +45,9 @@ class TransformerBlock(nn.Module):
         self.ln_ff = nn.LayerNorm(d_model, bias=bias)
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, bias=bias)
 
-    def forward(self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False) -> torch.Tensor:
+    def forward(
+        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+    ) -> torch.Tensor:
         def attend(h: torch.Tensor) -> torch.Tensor:
             return self.attn_dropout(self.attn(h, attn_mask=attn_mask, is_causal=is_causal))
 
