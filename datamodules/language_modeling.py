@@ -17,7 +17,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
+from datamodules.paths import cache_dir_for, fingerprint, reachable, resolve_data_dir
 from datamodules.tokenizers import (
     TOKENIZER_KINDS,
     EncodedSplit,
@@ -89,6 +89,7 @@ class LanguageModelingDataModule(L.LightningDataModule):
     """
 
     corpus: str = ""  # folder name under $DATA_DIR
+    source_url: str = ""  # where `fetch` downloads from
 
     def __init__(
         self,
@@ -166,6 +167,10 @@ class LanguageModelingDataModule(L.LightningDataModule):
             raise DataError(self._missing_message("downloading is off (data.download=false)"))
         if _offline():
             raise DataError(self._missing_message("HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set"))
+        if not reachable(self.source_url):
+            raise DataError(
+                self._missing_message(f"{self.source_url} cannot be reached (offline?)")
+            )
         log.info("%s not found in %s: downloading", self.corpus, self.data_dir)
         try:
             self.fetch()

@@ -62,3 +62,19 @@ def atomic_write_bytes(path: Path, data: bytes) -> None:
     except BaseException:
         Path(tmp).unlink(missing_ok=True)
         raise
+
+
+def reachable(url: str, timeout: float = 5.0) -> bool:
+    """Can we open a connection to the host of `url` (or the proxy in between)? Checked before
+    a download so that an offline machine fails at once instead of after minutes of retries."""
+    import socket
+    from urllib.parse import urlparse
+
+    proxy = os.environ.get("HTTPS_PROXY") or os.environ.get("https_proxy")
+    parsed = urlparse(proxy or url)
+    port = parsed.port or (443 if parsed.scheme == "https" else 80)
+    try:
+        socket.create_connection((parsed.hostname, port), timeout=timeout).close()
+        return True
+    except OSError:
+        return False

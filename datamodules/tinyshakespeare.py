@@ -22,6 +22,7 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
     """Tiny Shakespeare; `train_fraction` of the text (from the start) trains, the rest validates."""
 
     corpus = "tinyshakespeare"
+    source_url = SOURCE_URL
 
     def __init__(
         self,

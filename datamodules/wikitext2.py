@@ -8,6 +8,7 @@ HF hub (`Salesforce/wikitext`, config `wikitext-2-v1` or `wikitext-2-raw-v1`) wi
 
 from __future__ import annotations
 
+import os
 from pathlib import Path
 
 from datamodules.language_modeling import SPLITS, LanguageModelingDataModule
@@ -21,6 +22,7 @@ class WikiText2DataModule(LanguageModelingDataModule):
     """WikiText-2; `raw: true` takes the untokenized variant (for BPE or characters)."""
 
     corpus = "wikitext-2"
+    source_url = f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}/datasets/{HUB_DATASET}"
 
     def __init__(
         self,
