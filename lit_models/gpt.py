@@ -39,6 +39,7 @@ class GPT(LanguageModel):
         betas: tuple[float, float] = (0.9, 0.99),
         warmup_steps: int = 100,
         lr_decay_steps: int | None = None,
+        kv_cache: bool = True,
     ):
         """
         Args:
@@ -48,6 +49,8 @@ class GPT(LanguageModel):
             tie_weights: share the token embedding with the output layer.
             lr_decay_steps: step at which cosine decay reaches `min_learning_rate`;
                 default: the trainer's total steps (`max_steps`).
+            kv_cache: when generating, keep each layer's keys and values so that a new token
+                costs one position, not the whole context (off: recompute, for comparison).
         """
         super().__init__()
         self.save_hyperparameters()
@@ -88,6 +91,58 @@ class GPT(LanguageModel):
             h = block(h, is_causal=True)
         return self.lm_head(self.ln_f(h))
 
+    # --- decoding (lit_models.modules.decoding drives these) ---------------------------------
+    # Each row sees a window of at most block_size tokens. When a new token would overflow a
+    # row's window, that row drops its oldest tokens down to its newest block_size // 2, and
+    # the keys and values are recomputed with positions from 0 (positions are absolute and
+    # learned only up to block_size). With or without the KV cache the model sees the same
+    # windows, so both give the same logits; the cache saves recomputing them at every step.
+
+    def start_decoding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        window = DecodingWindow(
+            input_ids[:, -self.block_size :], attention_mask[:, -self.block_size :]
+        )
+        return self._read_window(window), window
+
+    def continue_decoding(self, state: DecodingWindow, next_ids: torch.Tensor):
+        state.append(next_ids)
+        if state.tokens.size(1) > self.block_size:
+            state.shorten_rows_longer_than(self.block_size, keep=self.block_size // 2)
+            return self._read_window(state), state
+        if state.caches is None:  # no cache: recompute the whole window
+            return self._read_window(state), state
+        positions = state.mask.sum(dim=1, keepdim=True) - 1
+        return self._decode(next_ids[:, None], positions, state.mask, state.caches), state
+
+    def reorder_decoding_state(self, state: DecodingWindow, rows: torch.Tensor) -> DecodingWindow:
+        state.reorder(rows)
+        return state
+
+    def _read_window(self, state: DecodingWindow) -> torch.Tensor:
+        """Logits after the last token of the window; fills fresh caches when they are on."""
+        B = state.tokens.size(0)
+        like = self.token_embedding.weight
+        state.caches = (
+            [blk.attn.new_cache(B, self.block_size, like) for blk in self.blocks]
+            if self.hparams.kv_cache
+            else None
+        )
+        positions = (state.mask.long().cumsum(dim=1) - 1).clamp(min=0)
+        return self._decode(state.tokens, positions, state.mask, state.caches)
+
+    def _decode(self, ids, positions, key_mask, caches) -> torch.Tensor:
+        """Next-token logits [B, V] after `ids` [B, T], which follow the cached keys (if any).
+        `key_mask` [B, S] marks the real (not padding) tokens among all S keys."""
+        T, S = ids.size(1), key_mask.size(1)
+        query_pos = torch.arange(S - T, S, device=ids.device)[:, None]
+        key_pos = torch.arange(S, device=ids.device)[None, :]
+        # A query sees earlier real tokens; a padding query sees itself, so no row is all -inf.
+        allowed = (key_pos <= query_pos) & (key_mask[:, None, :] | (key_pos == query_pos))
+        h = self.token_embedding(ids) + self.position.at(positions)
+        for i, block in enumerate(self.blocks):
+            h = block(h, attn_mask=allowed[:, None], cache=None if caches is None else caches[i])
+        return self.lm_head(self.ln_f(h[:, -1]))
+
     def num_parameters(self) -> int:
         return sum(p.numel() for p in self.parameters())
 
@@ -109,6 +164,33 @@ class GPT(LanguageModel):
             optimizer, hp.warmup_steps, decay_steps, hp.min_learning_rate / hp.learning_rate
         )
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+
+class DecodingWindow:
+    """The tokens GPT currently sees when generating (left-padded rows), and their KV caches."""
+
+    def __init__(self, tokens: torch.Tensor, mask: torch.Tensor):
+        self.tokens, self.mask = tokens, mask
+        self.caches: list | None = None
+
+    def append(self, next_ids: torch.Tensor) -> None:
+        self.tokens = torch.cat([self.tokens, next_ids[:, None]], dim=1)
+        self.mask = torch.cat([self.mask, torch.ones_like(self.mask[:, :1])], dim=1)
+
+    def shorten_rows_longer_than(self, limit: int, keep: int) -> None:
+        """Rows with more than `limit` real tokens keep their newest `keep`; re-pad on the left."""
+        rows = [t[m] for t, m in zip(self.tokens, self.mask, strict=True)]
+        rows = [r[-keep:] if len(r) > limit else r for r in rows]
+        width = max(len(r) for r in rows)
+        self.tokens = self.tokens.new_zeros(len(rows), width)
+        self.mask = self.mask.new_zeros(len(rows), width)
+        for i, r in enumerate(rows):
+            self.tokens[i, width - len(r) :], self.mask[i, width - len(r) :] = r, True
+
+    def reorder(self, rows: torch.Tensor) -> None:
+        self.tokens, self.mask = self.tokens.index_select(0, rows), self.mask.index_select(0, rows)
+        for cache in self.caches or []:
+            cache.reorder(rows)
 
 
 def _total_steps(module: LanguageModel) -> int:

@@ -1,6 +1,6 @@
 """Building blocks shared by several models: attention, positional encodings, Transformer blocks."""
 
-from lit_models.modules.attention import MultiHeadAttention
+from lit_models.modules.attention import KVCache, MultiHeadAttention
 from lit_models.modules.positional import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEncoding,
@@ -10,6 +10,7 @@ from lit_models.modules.transformer import FeedForward, TransformerBlock
 
 __all__ = [
     "FeedForward",
+    "KVCache",
     "LearnedPositionalEmbedding",
     "MultiHeadAttention",
     "SinusoidalPositionalEncoding",

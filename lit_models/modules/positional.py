@@ -27,6 +27,10 @@ class LearnedPositionalEmbedding(nn.Module):
                 f"position {offset + length - 1} is past the {self.max_len} learned positions"
             )
         positions = torch.arange(offset, offset + length, device=self.embedding.weight.device)
+        return self.at(positions)
+
+    def at(self, positions: torch.Tensor) -> torch.Tensor:
+        """Encodings of arbitrary positions (any shape) -> [..., d_model]."""
         return self.embedding(positions)
 
 
@@ -47,6 +51,10 @@ class SinusoidalPositionalEncoding(nn.Module):
                 f"position {offset + length - 1} is past the {self.max_len} precomputed positions"
             )
         return self.pe[offset : offset + length]
+
+    def at(self, positions: torch.Tensor) -> torch.Tensor:
+        """Encodings of arbitrary positions (any shape) -> [..., d_model]."""
+        return self.pe[positions]
 
 
 def make_positional(kind: str, max_len: int, d_model: int) -> nn.Module:

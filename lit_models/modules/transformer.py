@@ -7,7 +7,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
-from lit_models.modules.attention import MultiHeadAttention
+from lit_models.modules.attention import KVCache, MultiHeadAttention
 
 
 class FeedForward(nn.Module):
@@ -46,10 +46,18 @@ class TransformerBlock(nn.Module):
         self.ff = FeedForward(d_model, d_ff, dropout=dropout, bias=bias)
 
     def forward(
-        self, x: torch.Tensor, attn_mask: torch.Tensor | None = None, is_causal: bool = False
+        self,
+        x: torch.Tensor,
+        attn_mask: torch.Tensor | None = None,
+        is_causal: bool = False,
+        cache: KVCache | None = None,
     ) -> torch.Tensor:
+        """`cache` holds the keys and values of earlier positions when decoding step by step."""
+
         def attend(h: torch.Tensor) -> torch.Tensor:
-            return self.attn_dropout(self.attn(h, attn_mask=attn_mask, is_causal=is_causal))
+            return self.attn_dropout(
+                self.attn(h, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
+            )
 
         if self.norm_first:
             x = x + attend(self.ln_attn(x))

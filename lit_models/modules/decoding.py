@@ -1,0 +1,268 @@
+"""Decoding: from a model's next-token distribution to sequences, shared by every model that
+generates (GPT, the recurrent language models, the translators).
+
+A model takes part by providing three methods; every strategy here works with any of them:
+
+    start_decoding(input_ids, attention_mask) -> (logits [B, V], state)
+        read left-padded prompts [B, T] (mask True at real tokens); logits of the next token
+    continue_decoding(state, next_ids [B]) -> (logits [B, V], state)
+        feed one more token per row
+    reorder_decoding_state(state, rows [B']) -> state
+        keep (and repeat) the rows `rows`, as beam search does with its surviving beams
+
+Strategies: greedy, sampling with temperature / top-k / top-p (nucleus) and a repetition
+penalty, in any combination; and beam search with a length penalty.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import torch
+
+STRATEGIES = ("greedy", "sample", "beam")
+
+
+def check_options(
+    strategy: str = "greedy",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    max_new_tokens: int = 1,
+    num_beams: int = 1,
+) -> None:
+    """Reject impossible settings with a message that says which and why."""
+    if strategy not in STRATEGIES:
+        raise ValueError(
+            f"unknown decoding strategy {strategy!r}; choose one of {', '.join(STRATEGIES)}"
+        )
+    if temperature < 0:
+        raise ValueError(f"temperature must be >= 0, got {temperature}")
+    if top_k is not None and top_k < 1:
+        raise ValueError(f"top_k must be >= 1, got {top_k}")
+    if top_p is not None and not 0.0 < top_p <= 1.0:
+        raise ValueError(f"top_p must be in (0, 1], got {top_p}")
+    if repetition_penalty <= 0:
+        raise ValueError(f"repetition_penalty must be > 0, got {repetition_penalty}")
+    if max_new_tokens < 0:
+        raise ValueError(f"max_new_tokens must be >= 0, got {max_new_tokens}")
+    if num_beams < 1:
+        raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+
+
+# --- shaping the next-token distribution ------------------------------------------------
+
+
+def apply_repetition_penalty(
+    logits: torch.Tensor, seen: torch.Tensor, penalty: float
+) -> torch.Tensor:
+    """CTRL (Keskar et al. 2019): make tokens already in `seen` [B, L] less likely, dividing a
+    positive logit by `penalty` and multiplying a negative one."""
+    if penalty == 1.0 or seen.numel() == 0:
+        return logits
+    picked = logits.gather(1, seen)
+    logits = logits.clone()
+    logits.scatter_(1, seen, torch.where(picked > 0, picked / penalty, picked * penalty))
+    return logits
+
+
+def top_k_filter(logits: torch.Tensor, k: int) -> torch.Tensor:
+    """Keep the k most likely tokens of each row; the rest get -inf."""
+    k = min(k, logits.size(-1))
+    kth = torch.topk(logits, k, dim=-1).values[..., -1:]
+    return logits.masked_fill(logits < kth, float("-inf"))
+
+
+def top_p_filter(logits: torch.Tensor, p: float) -> torch.Tensor:
+    """Nucleus (Holtzman et al. 2020): keep the smallest set of most likely tokens whose
+    probability mass reaches p; the rest get -inf."""
+    sorted_logits, order = torch.sort(logits, dim=-1, descending=True)
+    probs = sorted_logits.softmax(dim=-1)
+    mass_before = probs.cumsum(dim=-1) - probs  # mass of the tokens ranked above each one
+    drop_sorted = mass_before >= p  # the set already reached p without this token
+    drop = drop_sorted.scatter(-1, order, drop_sorted)
+    return logits.masked_fill(drop, float("-inf"))
+
+
+def next_token_logits(
+    logits: torch.Tensor,
+    seen: torch.Tensor,
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+) -> torch.Tensor:
+    logits = apply_repetition_penalty(logits.float(), seen, repetition_penalty)
+    if temperature > 0:
+        logits = logits / temperature
+    if top_k is not None:
+        logits = top_k_filter(logits, top_k)
+    if top_p is not None:
+        logits = top_p_filter(logits, top_p)
+    return logits
+
+
+# --- greedy and sampling --------------------------------------------------------------------
+
+
+def left_pad(
+    prompts: list[list[int]], pad_id: int = 0, device=None
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Prompts of different lengths as one [B, T] batch padded on the left, and its mask."""
+    if not prompts or any(len(p) == 0 for p in prompts):
+        raise ValueError("every prompt needs at least one token")
+    T = max(len(p) for p in prompts)
+    ids = torch.full((len(prompts), T), pad_id, dtype=torch.long, device=device)
+    mask = torch.zeros((len(prompts), T), dtype=torch.bool, device=device)
+    for row, p in enumerate(prompts):
+        ids[row, T - len(p) :] = torch.tensor(p, dtype=torch.long)
+        mask[row, T - len(p) :] = True
+    return ids, mask
+
+
+@torch.no_grad()
+def generate(
+    model,
+    prompts: list[list[int]],
+    max_new_tokens: int = 100,
+    strategy: str = "greedy",
+    temperature: float = 1.0,
+    top_k: int | None = None,
+    top_p: float | None = None,
+    repetition_penalty: float = 1.0,
+    eos_id: int | None = None,
+    seed: int | None = None,
+) -> list[list[int]]:
+    """New tokens for each prompt (without the prompt, cut before `eos_id`).
+
+    Greedy takes the most likely token; `sample` draws from the (tempered, filtered)
+    distribution, where temperature 0 falls back to greedy. Each row draws from its own
+    generator seeded with `seed`, so a prompt gets the same text alone or in a batch.
+    """
+    check_options(strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens)
+    if strategy == "beam":
+        raise ValueError("use beam_search() for strategy 'beam'")
+    device = next(model.parameters()).device
+    ids, mask = left_pad(prompts, device=device)
+    was_training = model.training
+    model.eval()
+    try:
+        generators = _generators(len(prompts), seed, device) if strategy == "sample" else None
+        logits, state = model.start_decoding(ids, mask)
+        seen = [torch.tensor(p, device=device) for p in prompts]
+        out: list[list[int]] = [[] for _ in prompts]
+        done = torch.zeros(len(prompts), dtype=torch.bool, device=device)
+        for step in range(max_new_tokens):
+            scores = torch.stack(
+                [
+                    next_token_logits(
+                        logits[r : r + 1],
+                        seen[r][None],
+                        temperature,
+                        top_k,
+                        top_p,
+                        repetition_penalty,
+                    )[0]
+                    for r in range(len(prompts))
+                ]
+            )
+            if strategy == "greedy" or temperature == 0:
+                token = scores.argmax(dim=-1)
+            else:
+                probs = scores.softmax(dim=-1)
+                token = torch.cat(
+                    [torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(generators)]
+                )
+            for r in range(len(prompts)):
+                if not done[r]:
+                    if eos_id is not None and token[r].item() == eos_id:
+                        done[r] = True
+                    else:
+                        out[r].append(token[r].item())
+                        seen[r] = torch.cat([seen[r], token[r : r + 1]])
+            if bool(done.all()) or step == max_new_tokens - 1:
+                break
+            logits, state = model.continue_decoding(state, token)
+        return out
+    finally:
+        model.train(was_training)
+
+
+def _generators(n: int, seed: int | None, device) -> list[torch.Generator]:
+    seed = torch.seed() if seed is None else seed
+    return [torch.Generator(device=device).manual_seed(seed) for _ in range(n)]
+
+
+# --- beam search ---------------------------------------------------------------------------
+
+
+@dataclass(order=True)
+class Hypothesis:
+    score: float  # log-probability / length ** length_penalty
+    tokens: list[int] = field(compare=False)
+    log_prob: float = field(compare=False, default=0.0)
+
+
+@torch.no_grad()
+def beam_search(
+    model,
+    prompt: list[int],
+    num_beams: int = 4,
+    max_new_tokens: int = 50,
+    length_penalty: float = 1.0,
+    eos_id: int | None = None,
+    n_best: int = 1,
+) -> list[Hypothesis]:
+    """The `n_best` continuations of `prompt` by score, best first.
+
+    A hypothesis scores log P(tokens | prompt) / len(tokens) ** length_penalty (Wu et al.
+    2016 in its simple form; 0 compares raw log-probabilities, 1 averages per token). It ends
+    at `eos_id` (not included in `tokens`); the search stops once `num_beams` hypotheses have
+    ended, or after `max_new_tokens`.
+    """
+    check_options("beam", max_new_tokens=max_new_tokens, num_beams=num_beams)
+    if not 1 <= n_best <= num_beams:
+        raise ValueError(f"n_best must be between 1 and num_beams={num_beams}, got {n_best}")
+    if not prompt:
+        raise ValueError("the prompt needs at least one token")
+    device = next(model.parameters()).device
+    was_training = model.training
+    model.eval()
+    try:
+        ids, mask = left_pad([prompt], device=device)
+        logits, state = model.start_decoding(ids, mask)
+        previous = [Hypothesis(0.0, [], 0.0)]  # live hypotheses, one per state row
+        finished: list[Hypothesis] = []
+        for step in range(max_new_tokens):
+            log_probs = logits.float().log_softmax(dim=-1)  # [beams, V]
+            totals = (
+                torch.tensor([b.log_prob for b in previous], device=device)[:, None] + log_probs
+            )
+            top = torch.topk(totals.flatten(), min(2 * num_beams, totals.numel()))
+            vocab = log_probs.size(-1)
+            beams, rows = [], []
+            for total, flat in zip(top.values.tolist(), top.indices.tolist(), strict=True):
+                row, token = divmod(flat, vocab)
+                before = previous[row].tokens
+                if eos_id is not None and token == eos_id:
+                    length = len(before) + 1  # the end token counts as a step
+                    finished.append(Hypothesis(total / length**length_penalty, before, total))
+                else:
+                    new = [*before, token]
+                    beams.append(Hypothesis(total / len(new) ** length_penalty, new, total))
+                    rows.append(row)
+                if len(beams) == num_beams:
+                    break
+            if len(finished) >= num_beams or not beams:
+                break  # early stop: enough hypotheses have ended
+            if step == max_new_tokens - 1:
+                finished.extend(beams)  # out of steps: the live beams compete as they are
+                break
+            previous = beams
+            state = model.reorder_decoding_state(state, torch.tensor(rows, device=device))
+            next_ids = torch.tensor([b.tokens[-1] for b in beams], device=device)
+            logits, state = model.continue_decoding(state, next_ids)
+        return sorted(finished, reverse=True)[:n_best]
+    finally:
+        model.train(was_training)
