@@ -19,9 +19,12 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.paths import cache_dir_for, fingerprint, reachable, resolve_data_dir
 from datamodules.tokenizers import (
+    END_OF_TEXT,
     TOKENIZER_KINDS,
     EncodedSplit,
+    decode_ids,
     encode_lines,
+    encode_text,
     load_tokenizer,
     save_tokenizer,
     train_tokenizer,
@@ -291,10 +294,17 @@ class LanguageModelingDataModule(L.LightningDataModule):
 
     # --- text in, text out (generation, sample logging) ------------------------------------
     def encode(self, text: str) -> list[int]:
-        return self.tokenizer.encode(text, add_special_tokens=False).ids
+        """Token ids of a prompt; text the vocabulary cannot express is an error, not <unk>."""
+        return encode_text(self.tokenizer, self.tokenizer_kind, text)
 
     def decode(self, ids: list[int]) -> str:
-        return self.tokenizer.decode(ids)
+        return decode_ids(self.tokenizer, self.tokenizer_kind, ids)
+
+    @property
+    def eos_id(self) -> int | None:
+        """The token that ends a text (BPE's <|endoftext|>); None where no token does (a
+        word-level <eos> ends a line, not the text)."""
+        return self.tokenizer.token_to_id(END_OF_TEXT) if self.tokenizer_kind == "bpe" else None
 
 
 def read_text(path: Path) -> str:

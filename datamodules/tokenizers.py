@@ -91,6 +91,39 @@ def load_tokenizer(path: Path) -> Tokenizer:
     return Tokenizer.from_file(str(path))
 
 
+def encode_text(tok: Tokenizer, kind: str, text: str) -> list[int]:
+    """Token ids of `text` (a prompt). Where the vocabulary has no token for part of it, say
+    which part, rather than silently feeding <unk> to the model."""
+    if not text:
+        raise ValueError("the prompt is empty: give at least one character")
+    enc = tok.encode(text, add_special_tokens=False)
+    unk_id = tok.token_to_id(UNK)
+    unknown = [
+        text[a:b]
+        for i, (a, b) in zip(enc.ids, enc.offsets, strict=True)
+        if i == unk_id and text[a:b] != UNK
+    ]
+    if unknown:
+        what = "characters" if kind == "char" else "words"
+        listed = ", ".join(repr(u) for u in dict.fromkeys(unknown))
+        raise ValueError(f"the prompt has {what} outside the vocabulary: {listed}")
+    return enc.ids
+
+
+def decode_ids(tok: Tokenizer, kind: str, ids: Sequence[int]) -> str:
+    """Text of token ids; at word level <eos> ends a line."""
+    if kind != "word":
+        return tok.decode(list(ids))
+    words = [tok.id_to_token(i) for i in ids]
+    return (
+        " ".join(words)
+        .replace(f" {EOS} ", "\n")
+        .replace(f" {EOS}", "\n")
+        .replace(f"{EOS} ", "\n")
+        .replace(EOS, "\n")
+    )
+
+
 def encode_lines(tok: Tokenizer, kind: str, lines: Sequence[str]) -> EncodedSplit:
     """Encode `lines` (each ending with its newline) into one stream of token ids."""
     eos_id = tok.token_to_id(EOS) if kind == "word" else None

@@ -16,11 +16,23 @@ penalty, in any combination; and beam search with a length penalty.
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import Protocol
 
 import torch
 
 STRATEGIES = ("greedy", "sample", "beam")
+
+
+class TextCodec(Protocol):
+    """Turns text into token ids and back; the datamodules provide one (their tokenizer)."""
+
+    eos_id: int | None  # the token that ends a text, if the vocabulary has one
+
+    def encode(self, text: str) -> list[int]: ...
+
+    def decode(self, ids: list[int]) -> str: ...
 
 
 def check_options(
@@ -133,8 +145,11 @@ def generate(
     repetition_penalty: float = 1.0,
     eos_id: int | None = None,
     seed: int | None = None,
+    stop: Callable[[list[int]], bool] | None = None,
 ) -> list[list[int]]:
     """New tokens for each prompt (without the prompt, cut before `eos_id`).
+
+    `stop(new_tokens)`, if given, ends a row early when it returns True (stop strings).
 
     Greedy takes the most likely token; `sample` draws from the (tempered, filtered)
     distribution, where temperature 0 falls back to greedy. Each row draws from its own
@@ -181,6 +196,8 @@ def generate(
                     else:
                         out[r].append(token[r].item())
                         seen[r] = torch.cat([seen[r], token[r : r + 1]])
+                        if stop is not None and stop(out[r]):
+                            done[r] = True
             if bool(done.all()) or step == max_new_tokens - 1:
                 break
             logits, state = model.continue_decoding(state, token)
@@ -266,3 +283,75 @@ def beam_search(
         return sorted(finished, reverse=True)[:n_best]
     finally:
         model.train(was_training)
+
+
+# --- text in, text out ---------------------------------------------------------------------
+
+
+def generate_text(
+    model,
+    prompts: list[str],
+    tokenizer: TextCodec,
+    max_new_tokens: int = 100,
+    strategy: str = "greedy",
+    stop: list[str] | None = None,
+    num_beams: int = 4,
+    length_penalty: float = 1.0,
+    **sampling,
+) -> list[str]:
+    """The continuation of each prompt as text. `strategy` is greedy, sample (with the
+    `sampling` options of `generate`: temperature, top_k, top_p, repetition_penalty, seed) or
+    beam; `stop` strings end a continuation (the stop string itself is left out)."""
+    check_options(
+        strategy, max_new_tokens=max_new_tokens, num_beams=num_beams, **_only_checked(sampling)
+    )
+    if strategy == "beam":
+        return [
+            generate_text_beam_search(
+                model, p, tokenizer, num_beams, max_new_tokens, length_penalty, stop=stop
+            )[0][0]
+            for p in prompts
+        ]
+    ids = [tokenizer.encode(p) for p in prompts]
+    stop_fn = (lambda new: any(s in tokenizer.decode(new) for s in stop)) if stop else None
+    outs = generate(
+        model, ids, max_new_tokens, strategy, eos_id=tokenizer.eos_id, stop=stop_fn, **sampling
+    )
+    return [cut_at_stop(tokenizer.decode(o), stop) for o in outs]
+
+
+def generate_text_beam_search(
+    model,
+    prompt: str,
+    tokenizer: TextCodec,
+    num_beams: int = 4,
+    max_new_tokens: int = 50,
+    length_penalty: float = 1.0,
+    n_best: int = 1,
+    stop: list[str] | None = None,
+) -> list[tuple[str, float]]:
+    """The `n_best` beam-search continuations of `prompt` with their scores, best first."""
+    hyps = beam_search(
+        model,
+        tokenizer.encode(prompt),
+        num_beams,
+        max_new_tokens,
+        length_penalty,
+        tokenizer.eos_id,
+        n_best,
+    )
+    return [(cut_at_stop(tokenizer.decode(h.tokens), stop), h.score) for h in hyps]
+
+
+def cut_at_stop(text: str, stop: list[str] | None) -> str:
+    """`text` up to the first stop string."""
+    cuts = [text.find(s) for s in stop or [] if s and s in text]
+    return text[: min(cuts)] if cuts else text
+
+
+def _only_checked(sampling: dict) -> dict:
+    return {
+        k: v
+        for k, v in sampling.items()
+        if k in ("temperature", "top_k", "top_p", "repetition_penalty")
+    }
