@@ -16,6 +16,7 @@ penalty, in any combination; and beam search with a length penalty.
 
 from __future__ import annotations
 
+import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Protocol
@@ -153,7 +154,8 @@ def generate(
 
     Greedy takes the most likely token; `sample` draws from the (tempered, filtered)
     distribution, where temperature 0 falls back to greedy. Each row draws from its own
-    generator seeded with `seed`, so a prompt gets the same text alone or in a batch.
+    generator, seeded from `seed` and its prompt, so a prompt gets the same text alone or in
+    a batch.
     """
     check_options(strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens)
     if strategy == "beam":
@@ -163,7 +165,7 @@ def generate(
     was_training = model.training
     model.eval()
     try:
-        generators = _generators(len(prompts), seed, device) if strategy == "sample" else None
+        generators = _generators(prompts, seed, device) if strategy == "sample" else None
         logits, state = model.start_decoding(ids, mask)
         seen = [torch.tensor(p, device=device) for p in prompts]
         out: list[list[int]] = [[] for _ in prompts]
@@ -206,9 +208,12 @@ def generate(
         model.train(was_training)
 
 
-def _generators(n: int, seed: int | None, device) -> list[torch.Generator]:
+def _generators(prompts: list[list[int]], seed: int | None, device) -> list[torch.Generator]:
+    """One random stream per row, from the seed and the row's own prompt: a prompt samples the
+    same text alone or in any batch, and different prompts sample differently."""
     seed = torch.seed() if seed is None else seed
-    return [torch.Generator(device=device).manual_seed(seed) for _ in range(n)]
+    streams = [(seed * 1_000_003 + zlib.crc32(str(p).encode())) % 2**63 for p in prompts]
+    return [torch.Generator(device=device).manual_seed(s) for s in streams]
 
 
 # --- beam search ---------------------------------------------------------------------------
