@@ -1,1 +1,5 @@
 """Reusable Lightning callbacks."""
+
+from callbacks.text_samples import TextSamples
+
+__all__ = ["TextSamples"]

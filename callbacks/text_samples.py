@@ -1,0 +1,77 @@
+"""Read what the model writes while it trains: every validation, continue a few fixed prompts
+with each decoding strategy, print them and log them to W&B as a table."""
+
+from __future__ import annotations
+
+import lightning as L
+from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.utilities import rank_zero_info
+
+from lit_models.modules.decoding import generate_text
+from suite.errors import UserError
+
+COLUMNS = ["step", "prompt", "strategy", "text"]
+
+
+class TextSamples(L.Callback):
+    def __init__(
+        self,
+        prompts: list[str] | None = None,
+        strategies: list[str] | None = None,
+        max_new_tokens: int = 100,
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = 0.95,
+        num_beams: int = 4,
+        seed: int = 1337,
+    ):
+        """
+        Args:
+            prompts: texts to continue (default: one newline).
+            strategies: any of greedy, sample, beam (default: greedy and sample).
+            temperature, top_k, top_p, seed: for `sample`; num_beams: for `beam`.
+        """
+        self.prompts = prompts or ["\n"]
+        self.strategies = strategies or ["greedy", "sample"]
+        self.max_new_tokens = max_new_tokens
+        self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
+        self.num_beams = num_beams
+        self.rows: list[list] = []  # every sample so far: W&B shows the table as it grows
+
+    def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
+        # A prompt the vocabulary cannot express should stop the run now, not at the first
+        # validation hours later.
+        for prompt in self.prompts:
+            try:
+                trainer.datamodule.encode(prompt)
+            except ValueError as err:
+                raise UserError(f"TextSamples prompt {prompt!r}: {err}") from None
+
+    def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
+        if trainer.sanity_checking or not trainer.is_global_zero:
+            return
+        codec = trainer.datamodule  # encode / decode / eos_id of the run's tokenizer
+        new_rows = []
+        for strategy in self.strategies:
+            options = self.sampling if strategy == "sample" else {}
+            texts = generate_text(
+                pl_module,
+                self.prompts,
+                codec,
+                self.max_new_tokens,
+                strategy,
+                num_beams=self.num_beams,
+                **options,
+            )
+            new_rows += [
+                [trainer.global_step, p, strategy, t]
+                for p, t in zip(self.prompts, texts, strict=True)
+            ]
+        for step, prompt, strategy, text in new_rows:
+            rank_zero_info(f"[step {step}, {strategy}] {prompt}{text}")
+        self.rows += new_rows
+        for logger in trainer.loggers:
+            if isinstance(logger, WandbLogger):
+                logger.log_text(
+                    key="samples", columns=COLUMNS, data=self.rows, step=trainer.global_step
+                )
