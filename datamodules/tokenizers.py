@@ -140,7 +140,6 @@ def encode_lines(tok: Tokenizer, kind: str, lines: Sequence[str]) -> EncodedSpli
         # Each token owns the characters since the previous token's end, so byte-level pieces of
         # one character never count it twice and the tokens partition the line exactly.
         ends_arr = np.asarray(ends, dtype=np.int64)
-        ends_arr[-1:] = len(line)  # trailing spaces belong to the last token
         word_start = _word_starts(line)
         cum = np.concatenate([[0], np.cumsum(word_start)])
         prev = np.concatenate([[0], ends_arr[:-1]])

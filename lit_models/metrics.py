@@ -34,12 +34,15 @@ class LanguageModelMetrics(Metric):
         chars: torch.Tensor | None = None,
     ) -> None:
         """`nll` per target token, `mask` True at real targets, `words`/`chars` per target token."""
-        self.nll += (nll * mask).sum().double()
+        zero = torch.zeros((), dtype=nll.dtype, device=nll.device)
+        self.nll += (
+            torch.where(mask, nll, zero).sum().double()
+        )  # where, not *: NaN at padding stays out
         self.tokens += mask.sum().double()
         if words is not None:
-            self.words += (words * mask).sum().double()
+            self.words += words[mask].sum().double()
         if chars is not None:
-            self.chars += (chars * mask).sum().double()
+            self.chars += chars[mask].sum().double()
 
     def compute(self) -> dict[str, torch.Tensor]:
         loss = self.nll / self.tokens
