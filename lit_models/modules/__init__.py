@@ -1,4 +1,5 @@
-"""Building blocks shared by several models: attention, positional encodings, Transformer blocks."""
+"""Building blocks shared by several models: attention, positional encodings, Transformer blocks,
+recurrent cells."""
 
 from lit_models.modules.attention import KVCache, MultiHeadAttention
 from lit_models.modules.positional import (
@@ -6,6 +7,7 @@ from lit_models.modules.positional import (
     SinusoidalPositionalEncoding,
     make_positional,
 )
+from lit_models.modules.recurrent import Recurrent, make_recurrent
 from lit_models.modules.transformer import FeedForward, TransformerBlock
 
 __all__ = [
@@ -13,7 +15,9 @@ __all__ = [
     "KVCache",
     "LearnedPositionalEmbedding",
     "MultiHeadAttention",
+    "Recurrent",
     "SinusoidalPositionalEncoding",
     "TransformerBlock",
     "make_positional",
+    "make_recurrent",
 ]
