@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import sys
 
+from jsonargparse import ArgumentError
 from lightning.pytorch.cli import LightningCLI
 
 import callbacks  # noqa: F401 - registers the suite's callbacks for short class paths
@@ -30,6 +31,8 @@ class SuiteCLI(LightningCLI):
         kwargs.setdefault("save_config_callback", SaveAndLogConfig)
         kwargs.setdefault("seed_everything_default", 1337)
         kwargs.setdefault("auto_configure_optimizers", False)  # each model owns its recipe
+        # Raise parse errors (unknown key, bad value) to main() instead of printing the usage.
+        kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
         super().__init__(None, None, *args, **kwargs)
 
     def add_arguments_to_parser(self, parser) -> None:
@@ -48,6 +51,22 @@ def main(args: list[str] | None = None) -> None:
     """Run the CLI; a user error ends with one message and exit status 2, not a traceback."""
     try:
         SuiteCLI(args=args)
-    except UserError as err:
-        print(f"error: {err}", file=sys.stderr)
-        sys.exit(2)
+    except ArgumentError as err:  # the command line or the config: unknown key, bad value
+        fail(f"{err}\n(`python main.py SUBCOMMAND --help` lists every option)")
+    except Exception as err:
+        user_error = find_user_error(err)
+        if user_error is None:
+            raise
+        fail(str(user_error))
+
+
+def find_user_error(err: BaseException | None) -> UserError | None:
+    """The UserError behind `err`: jsonargparse wraps one raised while it instantiates a class."""
+    while err is not None and not isinstance(err, UserError):
+        err = err.__cause__ or err.__context__
+    return err
+
+
+def fail(message: str) -> None:
+    print(f"error: {message}", file=sys.stderr)
+    sys.exit(2)

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
@@ -32,6 +33,9 @@ class SaveAndLogConfig(SaveConfigCallback):
             os.replace(tmp, path)  # atomic: an interrupted save never leaves half a config
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
-                    logger.experiment.config.update(self.config.as_dict(), allow_val_change=True)
+                    # The file's contents: linked keys (vocab_size, ...) are filled in only
+                    # at instantiation, so they are left out there rather than logged as null.
+                    saved = yaml.safe_load(path.read_text())
+                    logger.experiment.config.update(saved, allow_val_change=True)
         self.already_saved = True
         self.already_saved = trainer.strategy.broadcast(self.already_saved)

@@ -22,9 +22,10 @@ def has_wandb_credentials() -> bool:
     )
     path = Path(os.environ.get("NETRC", Path.home() / ".netrc"))
     try:
-        return path.is_file() and netrc.netrc(path).authenticators(host) is not None
+        entry = netrc.netrc(path).authenticators(host) if path.is_file() else None
     except (netrc.NetrcParseError, OSError):
         return False
+    return bool(entry and entry[2])  # the password is the API key; an empty one logs no one in
 
 
 def choose_wandb_mode() -> str:
