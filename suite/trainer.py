@@ -1,11 +1,23 @@
-"""Lightning's Trainer with `precision: auto`, the suite's default: bf16 mixed precision on
-GPUs that support it, fp16 mixed on older GPUs, full fp32 on the CPU (where bf16 matrix
-products run about 100x slower than fp32)."""
+"""Lightning's Trainer with the suite's defaults and two more subcommands.
+
+- `precision: auto`: bf16 mixed precision on GPUs that support it, fp16 mixed on older GPUs,
+  full fp32 on the CPU (where bf16 matrix products run about 100x slower than fp32).
+- `generate`: from a checkpoint and prompts to text, with the shared decoding module.
+- `lr_find`: Lightning's learning-rate range test, saved as a loss-vs-lr plot.
+
+The CLI turns each Trainer method into a subcommand, its arguments into options.
+"""
 
 from __future__ import annotations
 
+import os
+from pathlib import Path
+
 import lightning as L
 import torch
+
+from lit_models.modules.decoding import generate_text, generate_text_beam_search
+from suite.errors import UserError
 
 
 def resolve_precision(precision, accelerator="auto"):
@@ -29,3 +41,143 @@ class Trainer(L.Trainer):
             precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
             **kwargs,
         )
+
+    def generate(
+        self,
+        model: L.LightningModule,
+        datamodule: L.LightningDataModule,
+        ckpt_path: str | None = None,
+        prompt: str | None = None,
+        prompt_file: str | None = None,
+        max_new_tokens: int = 200,
+        strategy: str = "sample",
+        temperature: float = 0.8,
+        top_k: int | None = None,
+        top_p: float | None = 0.95,
+        repetition_penalty: float = 1.0,
+        num_beams: int = 4,
+        length_penalty: float = 1.0,
+        n_best: int = 1,
+        stop: list[str] | None = None,
+        seed: int | None = 1337,
+    ) -> list[str]:
+        """Continue prompts with a trained model and print the text.
+
+        Args:
+            ckpt_path: the checkpoint to generate from (without it: the untrained model).
+            prompt: one prompt; `\\n` in it stands for a newline.
+            prompt_file: a file with one prompt per line (`\\n` stands for a newline).
+            strategy: greedy, sample or beam.
+            temperature, top_k, top_p, repetition_penalty, seed: for `sample`.
+            num_beams, length_penalty, n_best: for `beam` (n_best continuations with scores).
+            stop: strings that end a continuation.
+        """
+        prompts = _read_prompts(prompt, prompt_file)
+        if ckpt_path:
+            _load_weights(model, ckpt_path)
+        model.to(self.strategy.root_device)
+        try:
+            if strategy == "beam":
+                results = []
+                for p in prompts:
+                    best = generate_text_beam_search(
+                        model,
+                        p,
+                        datamodule,
+                        num_beams,
+                        max_new_tokens,
+                        length_penalty,
+                        n_best,
+                        stop=stop,
+                    )
+                    results += [f"{p}{text}\n[beam score {score:.4f}]" for text, score in best]
+            else:
+                sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p}
+                sampling.update(repetition_penalty=repetition_penalty, seed=seed)
+                texts = generate_text(
+                    model, prompts, datamodule, max_new_tokens, strategy, stop=stop, **sampling
+                )
+                results = [p + t for p, t in zip(prompts, texts, strict=True)]
+        except ValueError as err:  # bad option or prompt: say so plainly
+            raise UserError(str(err)) from None
+        for text in results:
+            print(text)
+            print("-" * 40)
+        return results
+
+    def lr_find(
+        self,
+        model: L.LightningModule,
+        datamodule: L.LightningDataModule,
+        min_lr: float = 1e-3,
+        max_lr: float = 1.0,
+        num_training: int = 100,
+        early_stop_threshold: float | None = 4.0,
+        plot: str = "lr_find.png",
+    ) -> float | None:
+        """Sweep the learning rate log-uniformly from min_lr to max_lr over num_training steps
+        (Lightning's Tuner), save the loss-vs-lr plot and print the suggested value.
+
+        Args:
+            early_stop_threshold: stop when the loss exceeds this many times the best (None: never).
+            plot: where the PNG goes.
+        """
+        from lightning.pytorch.tuner import Tuner
+
+        finder = Tuner(self).lr_find(
+            model,
+            datamodule=datamodule,
+            min_lr=min_lr,
+            max_lr=max_lr,
+            num_training=num_training,
+            early_stop_threshold=early_stop_threshold,
+            update_attr=False,
+        )
+        suggestion = finder.suggestion()
+        figure = finder.plot(suggest=suggestion is not None)
+        figure.axes[0].set_title(
+            f"{type(model).__name__}: suggested lr {suggestion:.3g}"
+            if suggestion
+            else "no suggestion"
+        )
+        path = Path(plot)
+        path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
+        figure.savefig(tmp, dpi=120)
+        os.replace(tmp, path)  # atomic: an interrupted run never leaves half a picture
+        for logger in self.loggers:
+            if suggestion is not None:
+                logger.log_metrics({"lr_find/suggestion": suggestion})
+        print(
+            f"lr_find: suggested learning rate {suggestion:.4g}"
+            if suggestion
+            else "lr_find: no suggestion (too few steps?)"
+        )
+        print(f"lr_find: plot saved to {path}")
+        return suggestion
+
+
+def _read_prompts(prompt: str | None, prompt_file: str | None) -> list[str]:
+    prompts = [prompt] if prompt is not None else []
+    if prompt_file:
+        path = Path(prompt_file)
+        if not path.is_file():
+            raise UserError(f"--prompt_file {path}: no such file")
+        prompts += [line for line in path.read_text(encoding="utf-8").splitlines() if line]
+    if not prompts:
+        raise UserError("give a prompt: --prompt TEXT or --prompt_file FILE (one prompt per line)")
+    return [p.replace("\\n", "\n") for p in prompts]
+
+
+def _load_weights(model: L.LightningModule, ckpt_path: str) -> None:
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(f"--ckpt_path {path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
+        model.load_state_dict(checkpoint["state_dict"])
+    except (RuntimeError, KeyError, EOFError, OSError) as err:
+        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        raise UserError(
+            f"{path} does not fit this config's model ({first_line}). Use the config the checkpoint was trained with."
+        ) from None
