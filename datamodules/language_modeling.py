@@ -4,6 +4,10 @@ Training draws random windows of `block_size + 1` tokens (inputs and the targets
 one), as nanoGPT does. Validation and test make one ordered pass of non-overlapping blocks
 that predicts every token of the split but the first exactly once; the last block is padded
 with ignored targets (-100), so nothing is dropped and nothing is counted twice.
+
+With `batching: contiguous` (recurrent models, truncated backprop through time) every split
+is instead read as `batch_size` parallel streams, in order, `block_size` steps a batch
+(pytorch/examples' batchify): see ContiguousColumns.
 """
 
 from __future__ import annotations
@@ -15,7 +19,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from datamodules.paths import cache_dir_for, fingerprint, reachable, resolve_data_dir
 from datamodules.tokenizers import (
@@ -34,6 +38,7 @@ from suite.errors import DataError, UserError
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 SPLITS = ("train", "valid", "test")
+BATCHINGS = ("random_windows", "contiguous")
 
 
 class RandomWindows(Dataset):
@@ -84,6 +89,61 @@ class OrderedBlocks(Dataset):
         return item
 
 
+class ContiguousColumns(IterableDataset):
+    """A split as parallel streams read in order, `bptt` steps a batch (pytorch/examples'
+    batchify): row j of batch i continues row j of batch i - 1, so a recurrent model carries
+    its state from one batch to the next. Each item is a whole batch [batch_size, <= bptt].
+
+    The targets (every token but the first) are cut into `batch_size * world_size` columns of
+    nearly equal length, each read with the token before it as input: every token but the
+    first is predicted exactly once, as with OrderedBlocks, and a column one token shorter
+    ends with an ignored target. Under DDP, rank r reads its own `batch_size` columns, so W
+    devices train as one device with W times the columns.
+    """
+
+    def __init__(
+        self, split: EncodedSplit, batch_size: int, bptt: int, rank: int = 0, world_size: int = 1
+    ):
+        n_targets, columns = len(split) - 1, batch_size * world_size
+        if n_targets < columns:
+            raise UserError(
+                f"a split of {len(split)} tokens cannot fill {columns} parallel streams "
+                f"(data.batch_size x devices): lower data.batch_size / data.eval_batch_size."
+            )
+        self.bptt = bptt
+        short, extra = divmod(n_targets, columns)  # the first `extra` columns get one more
+        lengths = [short + (j < extra) for j in range(columns)]
+        starts = np.cumsum([0, *lengths[:-1]])  # each column's first input token
+        width = short + (extra > 0)
+        self.columns = {
+            "input_ids": torch.zeros(batch_size, width, dtype=torch.long),
+            "targets": torch.full((batch_size, width), IGNORE_INDEX, dtype=torch.long),
+            "target_words": torch.zeros(batch_size, width, dtype=torch.long),
+            "target_chars": torch.zeros(batch_size, width, dtype=torch.long),
+        }
+        for row, j in enumerate(range(rank * batch_size, (rank + 1) * batch_size)):
+            s, n = starts[j], lengths[j]
+            for key, source, offset in (
+                ("input_ids", split.ids, 0),
+                ("targets", split.ids, 1),
+                ("target_words", split.words, 1),
+                ("target_chars", split.chars, 1),
+            ):
+                self.columns[key][row, :n] = torch.from_numpy(
+                    source[s + offset : s + offset + n].astype(np.int64)
+                )
+
+    def __len__(self) -> int:
+        return math.ceil(self.columns["input_ids"].size(1) / self.bptt)
+
+    def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
+        steps = slice(i * self.bptt, (i + 1) * self.bptt)
+        return {key: column[:, steps] for key, column in self.columns.items()}
+
+    def __iter__(self):
+        return (self[i] for i in range(len(self)))
+
+
 class LanguageModelingDataModule(L.LightningDataModule):
     """Base for text corpora. Subclasses say where the files are and how to read and fetch them.
 
@@ -105,8 +165,13 @@ class LanguageModelingDataModule(L.LightningDataModule):
         num_workers: int = 0,
         download: bool = True,
         cache_dir: str | None = None,
+        batching: str = "random_windows",
     ):
         super().__init__()
+        if batching not in BATCHINGS:
+            raise UserError(
+                f"data.batching={batching!r} is not known; choose one of {', '.join(BATCHINGS)}."
+            )
         if tokenizer not in TOKENIZER_KINDS:
             raise UserError(
                 f"data.tokenizer={tokenizer!r} is not known; choose one of {', '.join(TOKENIZER_KINDS)}."
@@ -122,8 +187,9 @@ class LanguageModelingDataModule(L.LightningDataModule):
         self.data_dir = resolve_data_dir(data_dir, self.corpus)
         self.tokenizer_kind = tokenizer
         self.bpe_vocab_size = bpe_vocab_size
-        self.block_size = block_size
+        self.block_size = block_size  # with contiguous batching: the BPTT length
         self.batch_size = batch_size
+        self.batching = batching
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.download = download
@@ -266,6 +332,16 @@ class LanguageModelingDataModule(L.LightningDataModule):
                 f"data.block_size={self.block_size} is longer than the {self.corpus} train split "
                 f"({len(train)} tokens): lower data.block_size below {len(train)}."
             )
+        if self.batching == "contiguous":  # recurrent models: parallel streams, in order
+            rank = self.trainer.global_rank if self.trainer is not None else 0
+
+            def streams(split: EncodedSplit, batch_size: int) -> ContiguousColumns:
+                return ContiguousColumns(split, batch_size, self.block_size, rank, world_size)
+
+            self.train_set = streams(train, self.batch_size)
+            self.val_set = streams(self.encoded("valid"), self.eval_batch_size)
+            self.test_set = streams(self.encoded("test"), self.eval_batch_size)
+            return
         self.train_set = RandomWindows(train.ids, self.block_size)
         self.val_set = OrderedBlocks(self.encoded("valid"), self.block_size, world_size)
         self.test_set = OrderedBlocks(self.encoded("test"), self.block_size, world_size)
@@ -282,6 +358,10 @@ class LanguageModelingDataModule(L.LightningDataModule):
     def _loader(
         self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
     ) -> DataLoader:
+        if isinstance(dataset, ContiguousColumns):
+            # Already batched and in order, never shuffled; read by this process alone (each
+            # worker would repeat the whole stream), and Lightning adds no sampler to it.
+            return DataLoader(dataset, batch_size=None, pin_memory=torch.cuda.is_available())
         return DataLoader(
             dataset,
             batch_size=batch_size,

@@ -36,6 +36,7 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
         num_workers: int = 0,
         download: bool = True,
         cache_dir: str | None = None,
+        batching: str = "random_windows",
     ):
         if not 0.0 < train_fraction < 1.0:
             from suite.errors import UserError
@@ -52,6 +53,7 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
             num_workers,
             download,
             cache_dir,
+            batching=batching,
         )
 
     def local_files(self) -> dict[str, Path] | None:

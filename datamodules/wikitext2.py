@@ -36,6 +36,7 @@ class WikiText2DataModule(LanguageModelingDataModule):
         num_workers: int = 0,
         download: bool = True,
         cache_dir: str | None = None,
+        batching: str = "random_windows",
     ):
         self.raw = raw
         super().__init__(
@@ -48,6 +49,7 @@ class WikiText2DataModule(LanguageModelingDataModule):
             num_workers,
             download,
             cache_dir,
+            batching=batching,
         )
 
     def _layouts(self) -> list[dict[str, str]]:
