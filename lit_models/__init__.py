@@ -2,5 +2,6 @@
 
 from lit_models.gpt import GPT
 from lit_models.language_model import LanguageModel
+from lit_models.rnn_lm import RNNLanguageModel
 
-__all__ = ["GPT", "LanguageModel"]
+__all__ = ["GPT", "LanguageModel", "RNNLanguageModel"]
