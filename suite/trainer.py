@@ -133,6 +133,7 @@ class Trainer(L.Trainer):
             early_stop_threshold=early_stop_threshold,
             update_attr=False,
         )
+        finder.results["loss"] = _redebias(finder.results["loss"])
         suggestion = finder.suggestion()
         figure = finder.plot(suggest=suggestion is not None)
         figure.axes[0].set_title(
@@ -155,6 +156,14 @@ class Trainer(L.Trainer):
         )
         print(f"lr_find: plot saved to {path}")
         return suggestion
+
+
+def _redebias(losses: list[float], beta: float = 0.98) -> list[float]:
+    """Lightning's LR finder (2.x, `_LRCallback`, beta 0.98) debiases its running average of
+    the loss with `global_step`, which already counts the step just taken: point i is divided
+    by 1 - beta**(i+2) instead of 1 - beta**(i+1), so the first points read far too low (half
+    the true loss at the first). Undo that exactly."""
+    return [loss * (1 - beta ** (i + 2)) / (1 - beta ** (i + 1)) for i, loss in enumerate(losses)]
 
 
 def _read_prompts(prompt: str | None, prompt_file: str | None) -> list[str]:
