@@ -12,6 +12,7 @@ from __future__ import annotations
 import sys
 
 from jsonargparse import ArgumentError
+from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.cli import LightningCLI
 
 import callbacks  # noqa: F401 - registers the suite's callbacks for short class paths
@@ -60,9 +61,11 @@ def main(args: list[str] | None = None) -> None:
         fail(str(user_error))
 
 
-def find_user_error(err: BaseException | None) -> UserError | None:
-    """The UserError behind `err`: jsonargparse wraps one raised while it instantiates a class."""
-    while err is not None and not isinstance(err, UserError):
+def find_user_error(err: BaseException | None) -> BaseException | None:
+    """The user's error behind `err`: ours (UserError) or Lightning's (a trainer setting that
+    does not fit, e.g. LearningRateMonitor with `logger: false`), also when jsonargparse
+    wraps it because it was raised while a class was instantiated."""
+    while err is not None and not isinstance(err, (UserError, MisconfigurationException)):
         err = err.__cause__ or err.__context__
     return err
 

@@ -186,6 +186,12 @@ def test_bad_value_in_a_datamodule_argument(shakespeare_dir):
     assert_one_clear_error(proc, "data.tokenizer='chars'", "word, bpe, char")
 
 
+def test_trainer_setting_lightning_rejects(shakespeare_dir):
+    """Lightning's own misconfiguration errors, raised once fit starts, are one message too."""
+    proc = run_cli("fit", "--config", SHAKESPEARE, *TINY_GPT, "--trainer.logger=false", check=False)
+    assert_one_clear_error(proc, "LearningRateMonitor", "no logger")
+
+
 def test_missing_corpus_names_the_folder_and_the_files(tmp_path):
     empty = tmp_path / "empty"
     empty.mkdir()

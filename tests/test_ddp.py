@@ -28,7 +28,7 @@ def small_corpus(folder: Path, shakespeare_dir: Path) -> Path:
     """The start of Tiny Shakespeare, cut so that the validation text is an odd number of
     blocks: two processes then need one padding block, and a repeated block would show."""
     text = (shakespeare_dir / "input.txt").read_text()
-    for size in range(60_000, 61_000):
+    for size in range(20_000, 21_000):
         valid_chars = size - int(size * 0.9)  # nanoGPT's split: the last 10% validates
         blocks = math.ceil((valid_chars - 1) / BLOCK)
         if blocks % 2 == 1 and math.ceil(blocks / 2) % EVAL_BATCH:  # and a short last batch
@@ -65,6 +65,6 @@ def test_ddp_fit_and_validate_equal_one_process(tmp_path, shakespeare_dir):
     one = validate(args, "one", "--trainer.accelerator=cpu", "--trainer.devices=1", ckpt)
     two = validate(args, "two", *DDP, ckpt)
     for name in ("val/loss", "val/ppl", "val/bpc", "val/word_ppl"):
-        assert two[name] == pytest.approx(one[name], rel=1e-5), name
+        assert two[name] == pytest.approx(one[name], rel=1e-6), name
     # fit validated under DDP too, before it saved the checkpoint
-    assert checkpoint_val_loss(last) == pytest.approx(one["val/loss"], rel=1e-5)
+    assert checkpoint_val_loss(last) == pytest.approx(one["val/loss"], rel=1e-6)
