@@ -138,7 +138,8 @@ class RNNLanguageModel(LanguageModel):
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         nll = self.token_nll(batch, stream="train")
         loss = nll.sum() / (batch["targets"] != IGNORE_INDEX).sum()
-        self.log("train/loss", loss, prog_bar=True)
+        if self._writes_logs_this_step():
+            self.log("train/loss", loss, prog_bar=True)
         return loss
 
     def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
