@@ -9,7 +9,9 @@ when both are instantiated, so they are never typed twice.
 
 from __future__ import annotations
 
+import pickle
 import sys
+from pathlib import Path
 
 from jsonargparse import ArgumentError
 from lightning.fabric.utilities.exceptions import MisconfigurationException
@@ -35,6 +37,43 @@ class SuiteCLI(LightningCLI):
         # Raise parse errors (unknown key, bad value) to main() instead of printing the usage.
         kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
         super().__init__(None, None, *args, **kwargs)
+
+    @staticmethod
+    def subcommands() -> dict[str, set[str]]:
+        # Trainer.generate and Trainer.lr_find become subcommands like fit and test; the CLI
+        # passes them the model and the datamodule it builds from the config.
+        return {
+            **LightningCLI.subcommands(),
+            "generate": {"model", "datamodule"},
+            "lr_find": {"model", "datamodule"},
+        }
+
+    def _parse_ckpt_path(self) -> None:
+        # Lightning reads the model's hyperparameters from --ckpt_path before anything else
+        # (so `test` rebuilds the model the checkpoint holds): a missing or damaged file must
+        # end there with a message, not a traceback from deep inside torch.load.
+        subcommand = self.config.get("subcommand")
+        ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
+        if (
+            ckpt_path
+            and ckpt_path not in ("last", "best", "hpc", "registry")
+            and not Path(ckpt_path).is_file()
+        ):
+            raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint")
+        try:
+            super()._parse_ckpt_path()
+        except (
+            RuntimeError,
+            EOFError,
+            OSError,
+            IndexError,
+            KeyError,
+            ValueError,
+            pickle.UnpicklingError,
+        ) as err:
+            raise UserError(
+                f"--ckpt_path {ckpt_path}: not a readable checkpoint ({type(err).__name__}: {err})."
+            ) from None
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments(
