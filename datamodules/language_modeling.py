@@ -355,6 +355,10 @@ class LanguageModelingDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.eval_batch_size)
 
+    def predict_dataloader(self) -> DataLoader:
+        """`predict` scores the test split block by block (the model's predict_step says how)."""
+        return self.test_dataloader()
+
     def _loader(
         self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
     ) -> DataLoader:

@@ -53,6 +53,10 @@ class GPT(LanguageModel):
                 costs one position, not the whole context (off: recompute, for comparison).
         """
         super().__init__()
+        if n_embd % n_head:
+            raise UserError(
+                f"model.n_embd={n_embd} must be divisible by model.n_head={n_head} (each head gets n_embd / n_head dims)."
+            )
         self.save_hyperparameters()
         self.block_size = block_size
         self.token_embedding = nn.Embedding(vocab_size, n_embd)

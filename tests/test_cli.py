@@ -19,13 +19,6 @@ WIKITEXT = config("gpt_wikitext2.yaml")
 CSV_LOGGER = ["--trainer.logger=CSVLogger", "--trainer.logger.save_dir=csv"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One intra-op thread per run: on a busy two-core machine torch's default pool of two
-    waits for the other thread at every small op, and these tiny models run 2-20x slower."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
 def logged_metrics(save_dir: Path) -> dict[str, float]:
     """The last value of every metric in the one CSVLogger file under `save_dir`."""
     (path,) = save_dir.rglob("metrics.csv")
@@ -68,7 +61,6 @@ def shakespeare_run(tmp_path_factory) -> Path:
         "HF_DATASETS_OFFLINE": "1",
         "XDG_CACHE_HOME": str(folder / "cache"),
         "DATA_DIR": str(SHARED_DATA),
-        "OMP_NUM_THREADS": "1",
     }
     run_cli("fit", "--config", SHAKESPEARE, *TINY_GPT, cwd=folder, env=env)
     return the_run(folder)
@@ -110,10 +102,6 @@ def test_validate_with_the_saved_config_reproduces_the_val_loss(shakespeare_run)
     assert metrics["val/loss"] == pytest.approx(checkpoint_val_loss(last), rel=1e-5)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="LanguageModelingDataModule has no predict_dataloader (datamodules/ bug, reported)",
-)
 def test_predict_runs(shakespeare_run):
     last = shakespeare_run / "checkpoints" / "last.ckpt"
     proc = run_cli(

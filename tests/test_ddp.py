@@ -18,12 +18,6 @@ BLOCK, EVAL_BATCH = 32, 16
 DDP = ["--trainer.accelerator=cpu", "--trainer.strategy=ddp", "--trainer.devices=2"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One intra-op thread per process: two DDP processes share the two cores."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
 def small_corpus(folder: Path, shakespeare_dir: Path) -> Path:
     """The start of Tiny Shakespeare, cut so that the validation text is an odd number of
     blocks: two processes then need one padding block, and a repeated block would show."""

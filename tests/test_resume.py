@@ -16,13 +16,6 @@ N = 10  # steps before the interruption; the run was planned for 2N
 PEAK_LR, WARMUP, DECAY, MIN_RATIO = 1e-3, 4, 30, 0.1  # the cosine is still falling at step 2N
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One intra-op thread per run: on a busy two-core machine torch's default pool of two
-    waits for the other thread at every small op, and these tiny models run 2-20x slower."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
 def expected_lr(step: int) -> float:
     return PEAK_LR * warmup_cosine_factor(step, WARMUP, DECAY, MIN_RATIO)
 

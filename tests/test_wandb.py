@@ -21,13 +21,6 @@ from tests.conftest import TINY_GPT, config, run_cli
 SHAKESPEARE = config("gpt_shakespeare_char.yaml")
 
 
-@pytest.fixture(autouse=True)
-def _one_thread(monkeypatch):
-    """One intra-op thread per run: on a busy two-core machine torch's default pool of two
-    waits for the other thread at every small op, and these tiny models run 2-20x slower."""
-    monkeypatch.setenv("OMP_NUM_THREADS", "1")
-
-
 # --- reading an offline run ------------------------------------------------------------------
 # wandb (0.31) writes an offline run only as `run-<id>.wandb`: no wandb-summary.json, no
 # config.yaml. That file is a LevelDB-style log: a 7-byte header (":W&B", magic, version),
