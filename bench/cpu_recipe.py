@@ -32,6 +32,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from common import cpu_model, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 CONFIG = ROOT / "configs" / "gpt_shakespeare_char_cpu.yaml"
@@ -95,26 +96,6 @@ def train_step_times(stamps: list[float], evaluated_after: list[int]) -> list[fl
 
 def default_data_dir() -> Path:
     return Path(os.environ.get("DATA_DIR") or ROOT.parent / "shared" / "data")
-
-
-def cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-def write_json_atomic(path: Path, data: dict) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2)
-        f.write("\n")
-    os.chmod(tmp, 0o644)  # mkstemp makes it private
-    os.replace(tmp, path)
 
 
 def main() -> None:

@@ -11,9 +11,6 @@ Greedy decoding of one prompt, fp32 on the CPU. Past 256 tokens the context wind
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import sys
 import time
 from pathlib import Path
@@ -21,6 +18,8 @@ from pathlib import Path
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+from common import machine_info, write_json_atomic  # noqa: E402
 
 from lit_models import GPT  # noqa: E402
 from lit_models.modules.decoding import generate  # noqa: E402
@@ -87,18 +86,10 @@ def main() -> None:
             **{k: model.hparams[k] for k in ("n_layer", "n_head", "n_embd")},
         },
         "checkpoint": args.ckpt,
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine_info(),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, args.out)  # atomic: a killed run never leaves half a file
+    write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -22,14 +22,14 @@ from __future__ import annotations
 
 import argparse
 import csv
-import json
 import os
-import platform
 import subprocess
 import sys
 import tempfile
 import time
 from pathlib import Path
+
+from common import machine_info, write_json_atomic
 
 ROOT = Path(__file__).resolve().parents[1]
 RESULTS = ROOT / "bench" / "results" / "lstm_wikitext2.json"
@@ -140,18 +140,10 @@ def main() -> None:
         "test_loss": test.get("test/loss"),
         "fit_wall_s": fit_s,
         "anchor": ANCHOR,
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "cores": os.cpu_count(),
-            "python": platform.python_version(),
-        },
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine_info(),
     }
     if out is not None:
-        out.parent.mkdir(parents=True, exist_ok=True)
-        tmp_out = out.with_suffix(".json.tmp")
-        tmp_out.write_text(json.dumps(result, indent=2))
-        os.replace(tmp_out, out)  # atomic: a killed run never leaves half a file
+        write_json_atomic(out, result)
         print(f"wrote {out}")
 
 

@@ -20,9 +20,6 @@ the figures are still noisy. Results go to bench/results/rnn_cells.json.
 from __future__ import annotations
 
 import argparse
-import json
-import os
-import platform
 import statistics
 import sys
 import time
@@ -33,6 +30,8 @@ import torch
 import torch.nn.functional as F
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the suite's packages
+
+from common import machine_info, write_json_atomic  # noqa: E402
 
 from lit_models import RNNLanguageModel  # noqa: E402
 from lit_models.modules.recurrent import CELLS, IMPLS  # noqa: E402
@@ -135,18 +134,10 @@ def main() -> None:
         "benchmark": "rnn_cells",
         "sizes": {**SIZES, "batch": BATCH, "bptt": BPTT, "vocab_size": args.vocab_size},
         "protocol": {"steps": args.steps, "warmup": args.warmup, "rounds": args.rounds},
-        "machine": {
-            "cpu": platform.processor() or platform.machine(),
-            "threads": torch.get_num_threads(),
-            "torch": torch.__version__,
-        },
-        "date": time.strftime("%Y-%m-%d"),
+        "machine": machine_info(),
         "rows": rows,
     }
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = args.out.with_suffix(".json.tmp")
-    tmp.write_text(json.dumps(result, indent=2))
-    os.replace(tmp, args.out)  # atomic: a killed run never leaves half a file
+    write_json_atomic(args.out, result)
     print(f"wrote {args.out}")
 
 

@@ -13,6 +13,14 @@ from lit_models.metrics import LanguageModelMetrics
 IGNORE_INDEX = -100
 
 
+def next_token_nll(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+    """-log p(target) at every position: logits [B, T, V], targets [B, T] -> [B, T] (0 at padding)."""
+    nll = F.cross_entropy(
+        logits.flatten(0, 1).float(), targets.flatten(), ignore_index=IGNORE_INDEX, reduction="none"
+    )
+    return nll.view_as(targets)
+
+
 class LanguageModel(L.LightningModule):
     def __init__(self):
         super().__init__()
@@ -22,15 +30,7 @@ class LanguageModel(L.LightningModule):
 
     def token_nll(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         """Per-token negative log-likelihood of the targets, shape [B, T] (0 at padding)."""
-        logits = self(batch["input_ids"])
-        targets = batch["targets"]
-        nll = F.cross_entropy(
-            logits.flatten(0, 1).float(),
-            targets.flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="none",
-        )
-        return nll.view_as(targets)
+        return next_token_nll(self(batch["input_ids"]), batch["targets"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         logits = self(batch["input_ids"])

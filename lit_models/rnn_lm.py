@@ -20,10 +20,9 @@ loss fails to improve (ReduceLROnPlateau, factor 0.25, patience 0); clipping is 
 from __future__ import annotations
 
 import torch
-import torch.nn.functional as F
 from torch import nn
 
-from lit_models.language_model import IGNORE_INDEX, LanguageModel
+from lit_models.language_model import IGNORE_INDEX, LanguageModel, next_token_nll
 from lit_models.modules.recurrent import (
     CELLS,
     IMPLS,
@@ -126,14 +125,7 @@ class RNNLanguageModel(LanguageModel):
         logits, state = self(batch["input_ids"], state)
         if stream:
             self.carried[stream] = detach_state(state)  # the gradient stops at this batch
-        targets = batch["targets"]
-        nll = F.cross_entropy(
-            logits.flatten(0, 1).float(),
-            targets.flatten(),
-            ignore_index=IGNORE_INDEX,
-            reduction="none",
-        )
-        return nll.view_as(targets)
+        return next_token_nll(logits, batch["targets"])
 
     def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
         nll = self.token_nll(batch, stream="train")
