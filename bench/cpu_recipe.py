@@ -110,11 +110,15 @@ def main() -> None:
         help="$DATA_DIR: holds tinyshakespeare/",
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cpu_recipe.json")
+    parser.add_argument("--keep", type=Path, help="run in this folder and keep its checkpoints")
     args = parser.parse_args()
     if args.steps < SKIP_FIRST + 10:
         parser.error(f"--steps must be at least {SKIP_FIRST + 10}")
 
-    with tempfile.TemporaryDirectory(prefix="cpu_recipe.") as scratch:
+    if args.keep:
+        args.keep.mkdir(parents=True, exist_ok=True)
+    with tempfile.TemporaryDirectory(prefix="cpu_recipe.") as tmp:
+        scratch = str(args.keep.resolve()) if args.keep else tmp
         record_path = Path(scratch) / "steps.json"
         command = [sys.executable, str(ROOT / "main.py"), "fit", "--config", str(CONFIG)]
         if args.steps != RECIPE_STEPS:  # a shorter run: its own schedule, one evaluation at the end
