@@ -264,6 +264,10 @@ class NamesDataModule(L.LightningDataModule):
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.test_set, self.eval_batch_size)
 
+    def predict_dataloader(self) -> DataLoader:
+        """`predict` scores the test split (the model's predict_step says how)."""
+        return self.test_dataloader()
+
     def _loader(self, dataset, batch_size, shuffle=False, drop_last=False) -> DataLoader:
         return DataLoader(
             dataset,
