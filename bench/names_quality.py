@@ -70,7 +70,9 @@ def cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
 
 def checkpoint_facts(ckpt: Path) -> dict:
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    (key,) = (k for k in state["callbacks"] if k.startswith("ModelCheckpoint"))
+    (key,) = (
+        k for k in state["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/loss'")
+    )
     return {"step": state["global_step"], "best": state["callbacks"][key]["best_model_score"]}
 
 

@@ -38,7 +38,9 @@ def the_run(root: Path) -> Path:
 def checkpoint_val_loss(ckpt: Path) -> float:
     """val/loss of the validation that the checkpoint was saved after."""
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
-    (key,) = (k for k in state["callbacks"] if k.startswith("ModelCheckpoint"))
+    (key,) = (
+        k for k in state["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/loss'")
+    )
     return float(state["callbacks"][key]["current_score"])
 
 
@@ -172,6 +174,12 @@ def test_unknown_config_key():
 def test_bad_value_in_a_datamodule_argument(shakespeare_dir):
     proc = run_cli("fit", "--config", SHAKESPEARE, "--data.init_args.tokenizer=chars", check=False)
     assert_one_clear_error(proc, "data.tokenizer='chars'", "word, bpe, char")
+
+
+def test_min_learning_rate_above_the_peak(shakespeare_dir):
+    args = ["--model.init_args.learning_rate=1e-4", "--model.init_args.min_learning_rate=1e-3"]
+    proc = run_cli("fit", "--config", SHAKESPEARE, *TINY_GPT, *args, check=False)
+    assert_one_clear_error(proc, "model.min_learning_rate=0.001", "model.learning_rate=0.0001")
 
 
 def test_trainer_setting_lightning_rejects(shakespeare_dir):

@@ -58,3 +58,20 @@ def test_fit_resumes_steps_optimizer_and_lr_schedule(shakespeare_dir):
     assert lrs, "LearningRateMonitor logged nothing"
     for step, lr in lrs.items():
         assert lr == pytest.approx(expected_lr(step), rel=1e-6), step
+
+
+def test_last_ckpt_holds_the_final_step_when_val_loss_stops_improving(shakespeare_dir):
+    # At learning rate 0 the first evaluation stays the best one. Lightning 2.6's own
+    # `save_last` would then leave last.ckpt at that step; the configs' second checkpoint
+    # rewrites it at every evaluation, so a resume never loses the steps after the best.
+    run_cli(
+        *("fit", "--config", config("gpt_shakespeare_char.yaml"), *TINY_GPT),
+        *("--trainer.logger=CSVLogger", "--trainer.logger.save_dir=runs"),
+        *("--trainer.max_steps=6", "--trainer.val_check_interval=2"),
+        *("--model.init_args.learning_rate=0", "--model.init_args.min_learning_rate=0"),
+    )
+    ckpts = Path("runs", "gpt_shakespeare_char", "version_0", "checkpoints")
+    (best,) = ckpts.glob("best-*.ckpt")
+    assert torch.load(best, map_location="cpu", weights_only=False)["global_step"] == 2
+    last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)
+    assert last["global_step"] == 6
