@@ -57,6 +57,10 @@ class GPT(LanguageModel):
             raise UserError(
                 f"model.n_embd={n_embd} must be divisible by model.n_head={n_head} (each head gets n_embd / n_head dims)."
             )
+        if not 0 <= min_learning_rate <= learning_rate:
+            raise UserError(
+                f"model.min_learning_rate={min_learning_rate} must be between 0 and model.learning_rate={learning_rate}."
+            )
         self.save_hyperparameters()
         self.block_size = block_size
         self.token_embedding = nn.Embedding(vocab_size, n_embd)
@@ -164,9 +168,8 @@ class GPT(LanguageModel):
             self, hp.learning_rate, hp.weight_decay, tuple(hp.betas)
         )
         decay_steps = hp.lr_decay_steps or _total_steps(self)
-        schedule = WarmupCosineSchedule(
-            optimizer, hp.warmup_steps, decay_steps, hp.min_learning_rate / hp.learning_rate
-        )
+        floor = hp.min_learning_rate / hp.learning_rate if hp.learning_rate > 0 else 1.0
+        schedule = WarmupCosineSchedule(optimizer, hp.warmup_steps, decay_steps, floor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
