@@ -1,6 +1,7 @@
-"""The suite's tokenizers, shared by every corpus: word-level, byte-level BPE and characters.
+"""The suite's tokenizers, shared by every corpus: word-level, byte-level BPE and characters,
+and (at the end) the joint word-level / BPE tokenizers of the translation corpora.
 
-All three are HF `tokenizers.Tokenizer` objects, trained on the train split only and saved as
+All are HF `tokenizers.Tokenizer` objects, trained on the train split only and saved as
 JSON, so the same file serves training, evaluation and generation.
 
 `encode_lines` also reports, for each token, how many words and characters of the original
@@ -11,12 +12,20 @@ sub-word or character loss into word-level perplexity and bits per character.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from tokenizers import Regex, Tokenizer, decoders, models, pre_tokenizers, trainers
+from tokenizers import (
+    Regex,
+    Tokenizer,
+    decoders,
+    models,
+    normalizers,
+    pre_tokenizers,
+    trainers,
+)
 
 from datamodules.paths import atomic_write_bytes
 
@@ -160,3 +169,138 @@ def _word_starts(line: str) -> np.ndarray:
     if line.endswith("\n"):
         starts[-1] = True
     return starts.astype(np.int64)
+
+
+# --- translation: one joint vocabulary for source and target ---------------------------------
+# Special ids are fixed by convention (models take pad_id=0, bos_id=1, eos_id=2 by default).
+PAD, BOS = "<pad>", "<bos>"
+TRANSLATION_SPECIALS = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3
+TRANSLATION_TOKENIZER_KINDS = ("word", "bpe")
+# Han, kana: one token per character (Chinese has no spaces between words).
+_CJK = r"\p{Han}\p{Hiragana}\p{Katakana}"
+# A CJK character, a run of other word characters, or one punctuation mark.
+WORD_PATTERN = rf"[{_CJK}]|[^\W{_CJK}]+|[^\w\s]"
+# BPE after Metaspace ("▁" marks a preceding space): CJK characters and punctuation stand
+# alone, so merges never cross them and decoding still knows where the spaces were.
+_BPE_ISOLATED = rf"[{_CJK}]|[^\w\s\u2581]"
+
+
+def _translation_normalizer(lowercase: bool) -> normalizers.Normalizer:
+    steps = [normalizers.NFKC()] + ([normalizers.Lowercase()] if lowercase else [])
+    return normalizers.Sequence(steps)
+
+
+def _word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
+    return pre_tokenizers.Sequence(
+        [pre_tokenizers.WhitespaceSplit(), pre_tokenizers.Split(Regex(WORD_PATTERN), "isolated")]
+    )
+
+
+def train_translation_tokenizer(
+    kind: str,
+    lines: Iterable[str],
+    vocab_size: int = 8000,
+    min_freq: int = 2,
+    lowercase: bool = True,
+) -> Tokenizer:
+    """A joint tokenizer for both languages of a translation corpus, trained on `lines`
+    (the train split's sentences of both sides). `<pad> <bos> <eos> <unk>` get ids 0-3.
+
+    word: NFKC (and lower-casing), each CJK character a token, otherwise words and punctuation
+        marks; words seen fewer than `min_freq` times become <unk> (pytorch-seq2seq keeps 2).
+    bpe: the same normalisation; BPE merges learned up to `vocab_size` tokens, never across a
+        space, a punctuation mark or a CJK character.
+    """
+    specials = list(TRANSLATION_SPECIALS)
+    if kind == "word":
+        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        tok.pre_tokenizer = _word_pre_tokenizer()
+        trainer = trainers.WordLevelTrainer(
+            vocab_size=10**9, min_frequency=min_freq, special_tokens=specials, show_progress=False
+        )
+    elif kind == "bpe":
+        tok = Tokenizer(models.BPE(unk_token=UNK))
+        tok.pre_tokenizer = pre_tokenizers.Sequence(
+            [
+                pre_tokenizers.Metaspace(prepend_scheme="always"),
+                pre_tokenizers.Split(Regex(_BPE_ISOLATED), "isolated"),
+            ]
+        )
+        tok.decoder = decoders.Metaspace(prepend_scheme="always")
+        trainer = trainers.BpeTrainer(
+            vocab_size=vocab_size, special_tokens=specials, show_progress=False
+        )
+    else:
+        raise ValueError(
+            f"unknown tokenizer {kind!r}; choose one of {', '.join(TRANSLATION_TOKENIZER_KINDS)}"
+        )
+    tok.normalizer = _translation_normalizer(lowercase)
+    tok.train_from_iterator(lines, trainer)
+    return tok
+
+
+def translation_tokens(text: str, lowercase: bool = True) -> list[str]:
+    """The word tokens of `text` as the word-level tokenizer cuts it: NFKC, lower-cased when
+    asked, CJK characters one by one, punctuation split (the tokens of "tokenized BLEU")."""
+    normal = _translation_normalizer(lowercase).normalize_str(text)
+    return [piece for piece, _ in _word_pre_tokenizer().pre_tokenize_str(normal)]
+
+
+# Word-level detokenizing: which marks hug which neighbour.
+_NO_SPACE_BEFORE = set(".,!?;:%)]}»'") | set("。，、！？；：）」』》〉】")
+_NO_SPACE_AFTER = set("([{«$¿¡") | set("（「『《〈【")
+_JOINERS = set("-/")  # t-shirt, and/or: written without spaces
+_CONTRACTIONS = {"s", "t", "re", "ve", "ll", "d", "m"}  # it's, don't, we're: ' joins both ways
+
+
+def _is_cjk(token: str) -> bool:
+    return bool(token) and any(
+        "\u2e80" <= c <= "\u9fff" or "\uf900" <= c <= "\ufaff" or "\u3000" <= c <= "\u303f"
+        for c in token
+    )
+
+
+def detokenize(tokens: Sequence[str]) -> str:
+    """Text from word tokens: no space before closing punctuation or after opening marks,
+    none around hyphens, in contractions, between digits and a decimal point, or next to a
+    CJK character. Straight double quotes open and close in turn."""
+    out: list[str] = []
+    quote_open = False
+    for i, token in enumerate(tokens):
+        prev = tokens[i - 1] if i else None
+        space = prev is not None
+        if token == '"':
+            quote_open = not quote_open
+            space = space and quote_open  # an opening quote keeps its space, a closing one not
+        elif prev == '"' and quote_open:
+            space = False
+        if prev is not None and space:
+            before = tokens[i - 2] if i >= 2 else ""
+            if (
+                token in _NO_SPACE_BEFORE
+                or prev in _NO_SPACE_AFTER
+                or token in _JOINERS
+                or prev in _JOINERS
+                or (prev == "'" and token in _CONTRACTIONS)
+                or (prev in ".," and before[-1:].isdigit() and token[:1].isdigit())
+                or _is_cjk(token)
+                or _is_cjk(prev)
+            ):
+                space = False
+        out.append(" " + token if space else token)
+    return "".join(out)
+
+
+def decode_translation(tok: Tokenizer, kind: str, ids: Sequence[int]) -> str:
+    """Text of target ids: stops at <eos>, drops <pad> and <bos>, detokenizes."""
+    pad_id, bos_id, eos_id = (tok.token_to_id(t) for t in (PAD, BOS, EOS))
+    kept = []
+    for i in ids:
+        i = int(i)
+        if i == eos_id:
+            break
+        if i not in (pad_id, bos_id):
+            kept.append(i)
+    if kind == "bpe":
+        return tok.decode(kept, skip_special_tokens=False).strip()
+    return detokenize([tok.id_to_token(i) for i in kept])
