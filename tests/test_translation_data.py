@@ -4,8 +4,10 @@ Tatoeba (the split), and clear errors for bad corpus files."""
 from __future__ import annotations
 
 import gzip
+import json
 from pathlib import Path
 
+import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -393,3 +395,55 @@ def test_missing_corpus_fails_at_once_offline(tmp_path, cls, download):
     message = str(err.value)
     assert str(tmp_path / "nothing") in message and "data.data_dir" in message
     assert ("train.de[.gz]" if cls is Multi30kDataModule else "cmn.txt") in message
+
+
+class _RecordingModel(L.LightningModule):
+    """Trains nothing; writes which source sentences each rank saw in each epoch."""
+
+    def __init__(self, out: str):
+        super().__init__()
+        self.out, self.w = out, torch.nn.Parameter(torch.zeros(1))
+        self.seen: list[tuple[int, str]] = []
+
+    def training_step(self, batch, _):
+        self.seen += [(self.current_epoch, text) for text in batch["source_text"]]
+        return (self.w * batch["source"].float().mean()).sum()
+
+    def on_train_end(self):
+        Path(self.out, f"rank{self.global_rank}.json").write_text(json.dumps(self.seen))
+
+    def configure_optimizers(self):
+        return torch.optim.SGD(self.parameters(), lr=0.1)
+
+
+@pytest.mark.slow
+def test_ddp_training_epochs_are_disjoint_shards_in_a_new_order(tmp_path):
+    """Two CPU processes, two epochs, Lightning's default use_distributed_sampler=True: in each
+    epoch the ranks see disjoint halves of the train split, and the second epoch comes in
+    another order. (With use_distributed_sampler=False the datamodule shards by itself: see
+    test_each_ddp_rank_gets_a_disjoint_shard.)"""
+    corpus = tmp_path / "m"
+    de = [f"satz nummer {i}." for i in range(24)]
+    en = [f"sentence number {i}." for i in range(24)]
+    write_multi30k(corpus, {"train": (de, en), "val": (de[:4], en[:4]), "test": (de[:4], en[:4])})
+    dm = Multi30kDataModule(data_dir=str(corpus), min_freq=1, batch_size=4)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        strategy="ddp_spawn",
+        devices=2,
+        max_epochs=2,
+        limit_val_batches=0,
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    trainer.fit(_RecordingModel(str(tmp_path)), dm)
+    seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
+    orders = []
+    for epoch in (0, 1):
+        shards = [[text for e, text in rank if e == epoch] for rank in seen]
+        assert len(shards[0]) == len(shards[1]) == 12
+        assert sorted(shards[0] + shards[1]) == sorted(de)
+        orders.append(shards[0])
+    assert orders[0] != orders[1]
