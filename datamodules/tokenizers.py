@@ -247,10 +247,10 @@ def translation_tokens(text: str, lowercase: bool = True) -> list[str]:
 
 
 # Word-level detokenizing: which marks hug which neighbour.
-_NO_SPACE_BEFORE = set(".,!?;:%)]}»'") | set("。，、！？；：）」』》〉】")
-_NO_SPACE_AFTER = set("([{«$¿¡") | set("（「『《〈【")
+_NO_SPACE_BEFORE = set(".,!?;:%)]}»'”") | set("。，、！？；：）」』》〉】")
+_NO_SPACE_AFTER = set("([{«$¿¡„") | set("（「『《〈【")
 _JOINERS = set("-/")  # t-shirt, and/or: written without spaces
-_CONTRACTIONS = {"s", "t", "re", "ve", "ll", "d", "m"}  # it's, don't, we're: ' joins both ways
+_CONTRACTIONS = {"s", "t", "re", "ve", "ll", "d", "m", "clock"}  # it's, don't, o'clock
 
 
 def _is_cjk(token: str) -> bool:
@@ -260,33 +260,43 @@ def _is_cjk(token: str) -> bool:
     )
 
 
+def _is_letter(token: str) -> bool:
+    return len(token) == 1 and token.isalpha()
+
+
 def detokenize(tokens: Sequence[str]) -> str:
     """Text from word tokens: no space before closing punctuation or after opening marks,
-    none around hyphens, in contractions, between digits and a decimal point, or next to a
-    CJK character. Straight double quotes open and close in turn."""
+    none around hyphens, in contractions, in abbreviations (p.m.), between digits and a decimal
+    point or colon, or next to a CJK character. Straight double quotes open and close in turn; German „ opens
+    and “ closes it (without an open „, “ opens)."""
     out: list[str] = []
-    quote_open = False
+    straight_open = german_open = False
+    after_opening_quote = False
     for i, token in enumerate(tokens):
-        prev = tokens[i - 1] if i else None
-        space = prev is not None
+        prev, before = (tokens[i - 1] if i else ""), (tokens[i - 2] if i >= 2 else "")
+        after = tokens[i + 1] if i + 1 < len(tokens) else ""
+        space = i > 0 and not after_opening_quote
+        after_opening_quote = False
         if token == '"':
-            quote_open = not quote_open
-            space = space and quote_open  # an opening quote keeps its space, a closing one not
-        elif prev == '"' and quote_open:
+            straight_open = not straight_open
+            after_opening_quote, space = straight_open, space and straight_open
+        elif token == "\u201e":
+            german_open = True
+        elif token == "\u201c":
+            after_opening_quote, space = not german_open, space and not german_open
+            german_open = False
+        if space and (
+            token in _NO_SPACE_BEFORE
+            or prev in _NO_SPACE_AFTER
+            or token in _JOINERS
+            or prev in _JOINERS
+            or (prev == "'" and token in _CONTRACTIONS)
+            or (prev in ".,:" and before[-1:].isdigit() and token[:1].isdigit())
+            or (prev == "." and _is_letter(before) and _is_letter(token) and after == ".")
+            or _is_cjk(token)
+            or _is_cjk(prev)
+        ):
             space = False
-        if prev is not None and space:
-            before = tokens[i - 2] if i >= 2 else ""
-            if (
-                token in _NO_SPACE_BEFORE
-                or prev in _NO_SPACE_AFTER
-                or token in _JOINERS
-                or prev in _JOINERS
-                or (prev == "'" and token in _CONTRACTIONS)
-                or (prev in ".," and before[-1:].isdigit() and token[:1].isdigit())
-                or _is_cjk(token)
-                or _is_cjk(prev)
-            ):
-                space = False
         out.append(" " + token if space else token)
     return "".join(out)
 

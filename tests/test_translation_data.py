@@ -103,6 +103,10 @@ def test_word_tokens_split_punctuation_and_chinese_characters():
     assert translation_tokens("Hi", lowercase=False) == ["Hi"]
     assert detokenize(["a", "(", "b", ")", "c", '"', "d", '"', ",", "e", "."]) == 'a (b) c "d", e.'
     assert detokenize(["boys", "'", "toys"]) == "boys' toys"
+    assert detokenize(["at", "6", ":", "30", "p", ".", "m", ".", "o", "'", "clock"]) == (
+        "at 6:30 p.m. o'clock"
+    )
+    assert detokenize(["er", "sagt", ":", "„", "ja", "“", "."]) == "er sagt: „ja“."
     assert detokenize(["我", "用", "iphone", "。"]) == "我用iphone。"
 
 
@@ -447,3 +451,58 @@ def test_ddp_training_epochs_are_disjoint_shards_in_a_new_order(tmp_path):
         assert sorted(shards[0] + shards[1]) == sorted(de)
         orders.append(shards[0])
     assert orders[0] != orders[1]
+
+
+# --- downloading (the network replaced by fakes: these machines reach no hub) ------------------
+@pytest.fixture
+def online(monkeypatch):
+    from datamodules import translation
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(translation, "reachable", lambda url, timeout=5.0: True)
+
+
+def test_multi30k_is_fetched_from_the_hub_in_the_local_layout(tmp_path, online, monkeypatch):
+    import datasets
+
+    rows = {"train": (DE * 3, EN * 3), "validation": (DE[:2], EN[:2]), "test": (DE[1:], EN[1:])}
+    rows["train"][1][0] = "a dog\nruns."  # a stray newline must not shift the pairing
+    calls = []
+
+    def fake_load_dataset(path):
+        calls.append(path)
+        return datasets.DatasetDict(
+            {s: datasets.Dataset.from_dict({"de": de, "en": en}) for s, (de, en) in rows.items()}
+        )
+
+    monkeypatch.setattr(datasets, "load_dataset", fake_load_dataset)
+    dm = Multi30kDataModule(data_dir=str(tmp_path / "m"), batch_size=4)
+    assert dm.vocab_size > 4 and calls == ["bentrevett/multi30k"]
+    assert (tmp_path / "m" / "val.de").read_text() == DE[0] + "\n" + DE[1] + "\n"
+    assert (tmp_path / "m" / "test_2016_flickr.en").read_text().splitlines() == EN[1:]
+    dm.setup()
+    assert dm.train_set.target_texts[0] == "a dog runs."
+    assert len(dm.train_set) == 12
+    assert list((tmp_path / "m" / ".cache").glob("tokenizer-word-*.json"))  # beside the data
+
+
+def test_tatoeba_is_fetched_from_manythings(tmp_path, online, monkeypatch):
+    import io
+    import zipfile
+
+    text = "".join(f"Go {i}.\t走{i}。\tCC-BY 2.0 (France)\n" for i in range(30))
+    archive = io.BytesIO()
+    with zipfile.ZipFile(archive, "w") as z:
+        z.writestr("cmn.txt", text)
+        z.writestr("_about.txt", "about")
+    urls = []
+
+    def fake_urlopen(request, timeout):
+        urls.append(request.full_url)
+        return io.BytesIO(archive.getvalue())
+
+    monkeypatch.setattr("urllib.request.urlopen", fake_urlopen)
+    dm = TatoebaZhEnDataModule(data_dir=str(tmp_path / "t"), min_freq=1)
+    assert dm.vocab_size > 4 and urls == ["https://www.manythings.org/anki/cmn-eng.zip"]
+    assert (tmp_path / "t" / "cmn.txt").read_text() == text
