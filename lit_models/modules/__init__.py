@@ -1,16 +1,21 @@
 """Building blocks shared by several models: attention, positional encodings, Transformer blocks,
 recurrent cells."""
 
-from lit_models.modules.attention import KVCache, MultiHeadAttention
+from lit_models.modules.attention import AdditiveAttention, KVCache, MultiHeadAttention
 from lit_models.modules.positional import (
     LearnedPositionalEmbedding,
     SinusoidalPositionalEncoding,
     make_positional,
 )
 from lit_models.modules.recurrent import Recurrent, make_recurrent
-from lit_models.modules.transformer import FeedForward, TransformerBlock
+from lit_models.modules.transformer import (
+    FeedForward,
+    TransformerBlock,
+    TransformerDecoderBlock,
+)
 
 __all__ = [
+    "AdditiveAttention",
     "FeedForward",
     "KVCache",
     "LearnedPositionalEmbedding",
@@ -18,6 +23,7 @@ __all__ = [
     "Recurrent",
     "SinusoidalPositionalEncoding",
     "TransformerBlock",
+    "TransformerDecoderBlock",
     "make_positional",
     "make_recurrent",
 ]

@@ -1,4 +1,5 @@
-"""Multi-head scaled dot-product attention (Vaswani et al. 2017, section 3.2).
+"""Attention: multi-head scaled dot-product attention (Vaswani et al. 2017, section 3.2) and
+additive attention (Bahdanau et al. 2015, appendix A.1.2).
 
     Attention(Q, K, V) = softmax(Q K^T / sqrt(d_k)) V,   one such head per h,
     MultiHead(Q, K, V) = Concat(head_1, ..., head_h) W^O.
@@ -10,6 +11,8 @@ and the layer can be checked against torch's own.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -57,33 +60,44 @@ class MultiHeadAttention(nn.Module):
         attn_mask: torch.Tensor | None = None,
         is_causal: bool = False,
         cache: KVCache | None = None,
-    ) -> torch.Tensor:
+        memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        need_weights: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Self-attention over `query` [B, T, d], or cross-attention to `memory` [B, S, d].
 
         `attn_mask` broadcasts to [B, h, T, S]: True (or 0.0) where attending is allowed.
         `is_causal` hides later positions (position t sees 0..t only).
         `cache`, in self-attention, adds this call's keys and values to those of earlier calls,
         so that decoding one token attends to the whole prefix without recomputing it.
+        `memory_kv`, in cross-attention, are the memory's keys and values from `project_memory`,
+        computed once per source instead of at every decoding step.
+        `need_weights` also returns the attention weights [B, h, T, S] (computed without the
+        fused kernel, which does not expose them: for attention maps, not for training).
         """
         d = self.d_model
-        if memory is None:
+        if memory is None and memory_kv is None:
             q, k, v = self.in_proj(query).split(d, dim=-1)
+            q, k, v = (self._split_heads(t) for t in (q, k, v))
         else:
             w, b = self.in_proj.weight, self.in_proj.bias
-            q = F.linear(query, w[:d], None if b is None else b[:d])
-            k, v = F.linear(memory, w[d:], None if b is None else b[d:]).split(d, dim=-1)
-        q, k, v = (self._split_heads(t) for t in (q, k, v))
+            q = self._split_heads(F.linear(query, w[:d], None if b is None else b[:d]))
+            k, v = memory_kv if memory_kv is not None else self.project_memory(memory)
         if cache is not None:
             k, v = cache.append(k, v)
+        dropout_p = self.dropout if self.training else 0.0
+        if need_weights:
+            y, weights = _attention_with_weights(q, k, v, attn_mask, is_causal, dropout_p)
+            return self.out_proj(self._merge_heads(y)), weights
         y = F.scaled_dot_product_attention(
-            q,
-            k,
-            v,
-            attn_mask=attn_mask,
-            dropout_p=self.dropout if self.training else 0.0,
-            is_causal=is_causal,
+            q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
         )
         return self.out_proj(self._merge_heads(y))
+
+    def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """Keys and values of `memory` [B, S, d], split into heads: two [B, h, S, d/h]."""
+        d, w, b = self.d_model, self.in_proj.weight, self.in_proj.bias
+        k, v = F.linear(memory, w[d:], None if b is None else b[d:]).split(d, dim=-1)
+        return self._split_heads(k), self._split_heads(v)
 
     def new_cache(self, batch: int, max_len: int, like: torch.Tensor) -> KVCache:
         return KVCache(batch, self.n_heads, max_len, self.d_model // self.n_heads, like)
@@ -96,3 +110,61 @@ class MultiHeadAttention(nn.Module):
     def _merge_heads(x: torch.Tensor) -> torch.Tensor:  # [B, h, T, d/h] -> [B, T, d]
         B, _, T, _ = x.shape
         return x.transpose(1, 2).reshape(B, T, -1)
+
+
+def _attention_with_weights(q, k, v, attn_mask, is_causal, dropout_p):
+    """What `F.scaled_dot_product_attention` computes, written out so the weights can be kept."""
+    scores = q @ k.transpose(-2, -1) / math.sqrt(q.size(-1))
+    if is_causal:
+        T, S = scores.shape[-2:]
+        scores = scores.masked_fill(
+            torch.ones(T, S, dtype=torch.bool, device=q.device).triu(1), float("-inf")
+        )
+    if attn_mask is not None:
+        if attn_mask.dtype == torch.bool:
+            scores = scores.masked_fill(~attn_mask, float("-inf"))
+        else:
+            scores = scores + attn_mask
+    weights = scores.softmax(dim=-1)
+    return F.dropout(weights, dropout_p) @ v, weights
+
+
+class AdditiveAttention(nn.Module):
+    """Additive attention (Bahdanau et al. 2015): how well the decoder state s matches each
+    annotation h_j of the source, as a distribution over the real (not padding) positions.
+
+        e_j = v^T tanh(W s + U h_j)
+        a   = softmax(e)          e_j = -inf at padding, so a_j = 0 there exactly
+        c   = sum_j a_j h_j       the context vector
+
+    U h_j does not depend on the decoder step: `project_keys` computes it once per source.
+    """
+
+    def __init__(self, query_size: int, key_size: int, attn_size: int):
+        super().__init__()
+        self.query_proj = nn.Linear(query_size, attn_size, bias=False)  # W
+        self.key_proj = nn.Linear(key_size, attn_size)  # U, with the layer's one bias
+        self.score = nn.Linear(attn_size, 1, bias=False)  # v
+
+    def project_keys(self, keys: torch.Tensor) -> torch.Tensor:
+        """U h_j for every source position: [B, S, key_size] -> [B, S, attn_size]."""
+        return self.key_proj(keys)
+
+    def forward(
+        self,
+        query: torch.Tensor,
+        keys: torch.Tensor,
+        mask: torch.Tensor | None = None,
+        projected_keys: torch.Tensor | None = None,
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """query s [B, query_size], keys h [B, S, key_size], mask [B, S] True at real positions
+        -> (context c [B, key_size], weights a [B, S])."""
+        if projected_keys is None:
+            projected_keys = self.project_keys(keys)
+        energy = self.score(torch.tanh(self.query_proj(query)[:, None] + projected_keys))
+        energy = energy.squeeze(-1)
+        if mask is not None:
+            energy = energy.masked_fill(~mask, float("-inf"))
+        weights = energy.softmax(dim=-1)
+        context = torch.bmm(weights[:, None], keys).squeeze(1)
+        return context, weights

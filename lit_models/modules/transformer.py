@@ -1,6 +1,10 @@
-"""A Transformer layer: attention and a position-wise feed-forward network, each wrapped in
-a residual connection with layer normalisation, either before the sub-layer (pre-norm, as in
-GPT-2) or after it (post-norm, as in the original Transformer)."""
+"""Transformer layers: attention and a position-wise feed-forward network, each wrapped in a
+residual connection with layer normalisation, either before the sub-layer (pre-norm, as in
+GPT-2) or after it (post-norm, as in the original Transformer).
+
+`TransformerBlock` is the encoder layer (and GPT's decoder-only layer); `TransformerDecoderBlock`
+is the encoder-decoder Transformer's decoder layer (Vaswani et al. 2017, section 3.1), which
+adds cross-attention to the encoder's output between its self-attention and its FFN."""
 
 from __future__ import annotations
 
@@ -9,14 +13,27 @@ from torch import nn
 
 from lit_models.modules.attention import KVCache, MultiHeadAttention
 
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+
 
 class FeedForward(nn.Module):
-    """FFN(x) = GELU(x W_1 + b_1) W_2 + b_2."""
+    """FFN(x) = act(x W_1 + b_1) W_2 + b_2, act GELU (GPT) or ReLU (the original Transformer)."""
 
-    def __init__(self, d_model: int, d_ff: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self,
+        d_model: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        activation: str = "gelu",
+    ):
         super().__init__()
+        if activation not in ACTIVATIONS:
+            raise ValueError(
+                f"activation={activation!r} is not known; choose one of {', '.join(ACTIVATIONS)}"
+            )
         self.fc = nn.Linear(d_model, d_ff, bias=bias)
-        self.act = nn.GELU()
+        self.act = ACTIVATIONS[activation]()
         self.proj = nn.Linear(d_ff, d_model, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
@@ -36,6 +53,7 @@ class TransformerBlock(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         norm_first: bool = True,
+        activation: str = "gelu",
     ):
         super().__init__()
         self.norm_first = norm_first
@@ -43,7 +61,7 @@ class TransformerBlock(nn.Module):
         self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias)
         self.attn_dropout = nn.Dropout(dropout)
         self.ln_ff = nn.LayerNorm(d_model, bias=bias)
-        self.ff = FeedForward(d_model, d_ff, dropout=dropout, bias=bias)
+        self.ff = FeedForward(d_model, d_ff, dropout=dropout, bias=bias, activation=activation)
 
     def forward(
         self,
@@ -64,3 +82,78 @@ class TransformerBlock(nn.Module):
             return x + self.ff(self.ln_ff(x))
         x = self.ln_attn(x + attend(x))
         return self.ln_ff(x + self.ff(x))
+
+
+class TransformerDecoderBlock(nn.Module):
+    """Causal self-attention, cross-attention to the encoder's output (the memory), then the
+    feed-forward network; each sub-layer as x + Dropout(SubLayer(LN(x))) when `norm_first`,
+    else LN(x + Dropout(SubLayer(x)))."""
+
+    def __init__(
+        self,
+        d_model: int,
+        n_heads: int,
+        d_ff: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        norm_first: bool = True,
+        activation: str = "relu",
+    ):
+        super().__init__()
+        self.norm_first = norm_first
+        self.ln_self = nn.LayerNorm(d_model, bias=bias)
+        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias)
+        self.ln_cross = nn.LayerNorm(d_model, bias=bias)
+        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias)
+        self.ln_ff = nn.LayerNorm(d_model, bias=bias)
+        self.ff = FeedForward(d_model, d_ff, dropout=dropout, bias=bias, activation=activation)
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(
+        self,
+        x: torch.Tensor,
+        memory: torch.Tensor | None = None,
+        memory_mask: torch.Tensor | None = None,
+        cache: KVCache | None = None,
+        memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
+        need_weights: bool = False,
+    ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
+        """x [B, T, d]: the target positions, after those in `cache` when decoding step by step.
+
+        The self-attention is causal: a position sees the cached ones and those up to itself
+        (right padding of the target then never reaches a real position). `memory` [B, S, d]
+        is the encoder's output, or `memory_kv` its keys and values, projected once per source
+        (`cross_attn.project_memory`); `memory_mask` broadcasts to [B, h, T, S], True at real
+        source positions. `need_weights` also returns the cross-attention weights [B, h, T, S].
+        """
+        # With a cache, the T new queries sit after the cached keys: causal, aligned at the end.
+        past = 0 if cache is None else cache.length
+        causal = None
+        if past and x.size(1) > 1:
+            T = x.size(1)
+            causal = torch.ones(T, past + T, dtype=torch.bool, device=x.device).tril(past)
+
+        def self_attend(h: torch.Tensor) -> torch.Tensor:
+            y = self.self_attn(h, attn_mask=causal, is_causal=past == 0, cache=cache)
+            return self.dropout(y)
+
+        weights = None
+
+        def cross_attend(h: torch.Tensor) -> torch.Tensor:
+            nonlocal weights
+            y = self.cross_attn(
+                h, memory, attn_mask=memory_mask, memory_kv=memory_kv, need_weights=need_weights
+            )
+            if need_weights:
+                y, weights = y
+            return self.dropout(y)
+
+        if self.norm_first:
+            x = x + self_attend(self.ln_self(x))
+            x = x + cross_attend(self.ln_cross(x))
+            x = x + self.ff(self.ln_ff(x))
+        else:
+            x = self.ln_self(x + self_attend(x))
+            x = self.ln_cross(x + cross_attend(x))
+            x = self.ln_ff(x + self.ff(x))
+        return (x, weights) if need_weights else x
