@@ -241,7 +241,7 @@ def beam_search(
     A hypothesis scores log P(tokens | prompt) / len(tokens) ** length_penalty (Wu et al.
     2016 in its simple form; 0 compares raw log-probabilities, 1 averages per token). It ends
     at `eos_id` (not included in `tokens`); the search stops once `num_beams` hypotheses have
-    ended, or after `max_new_tokens`.
+    ended and none of the live ones scores better than they do, or after `max_new_tokens`.
     """
     check_options("beam", max_new_tokens=max_new_tokens, num_beams=num_beams)
     if not 1 <= n_best <= num_beams:
@@ -276,8 +276,8 @@ def beam_search(
                     rows.append(row)
                 if len(beams) == num_beams:
                     break
-            if len(finished) >= num_beams or not beams:
-                break  # early stop: enough hypotheses have ended
+            if not beams or _search_is_done(finished, beams, num_beams):
+                break
             if step == max_new_tokens - 1:
                 finished.extend(beams)  # out of steps: the live beams compete as they are
                 break
@@ -288,6 +288,17 @@ def beam_search(
         return sorted(finished, reverse=True)[:n_best]
     finally:
         model.train(was_training)
+
+
+def _search_is_done(finished: list[Hypothesis], live: list[Hypothesis], num_beams: int) -> bool:
+    """`num_beams` hypotheses have ended and no live one scores better than the worst of them.
+    With length_penalty 0 a score only falls as a hypothesis grows, so none of the live ones
+    can still overtake them; with other penalties this is the usual heuristic (the live
+    hypotheses scored as they are now)."""
+    if len(finished) < num_beams:
+        return False
+    worst_kept = sorted(finished, reverse=True)[num_beams - 1].score
+    return max(h.score for h in live) <= worst_kept
 
 
 # --- text in, text out ---------------------------------------------------------------------
