@@ -1,5 +1,6 @@
-"""Optimisation recipes shared by the models: AdamW that decays matrices only, and a linear
-warmup followed by cosine decay (GPT-2/3, nanoGPT)."""
+"""Optimisation recipes shared by the models: AdamW that decays matrices only, a linear
+warmup followed by cosine decay (GPT-2/3, nanoGPT), and the Transformer's warmup then
+inverse-square-root decay (Vaswani et al. 2017, section 5.3; "Noam" after Noam Shazeer)."""
 
 from __future__ import annotations
 
@@ -48,3 +49,36 @@ class WarmupCosineSchedule(torch.optim.lr_scheduler.LambdaLR):
 
     def factor(self, step: int) -> float:
         return warmup_cosine_factor(step, self.warmup_steps, self.decay_steps, self.min_ratio)
+
+
+def noam_learning_rate(step: int, d_model: int, warmup_steps: int, factor: float = 1.0) -> float:
+    """lr = factor * d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5), `step` from 1:
+    linear growth for `warmup_steps` steps, then decay as 1/sqrt(step); the peak is at
+    step = warmup_steps, factor * (d_model * warmup_steps)^-0.5."""
+    step = max(step, 1)
+    return factor * d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
+
+
+class NoamSchedule(torch.optim.lr_scheduler.LambdaLR):
+    """The Transformer's schedule, stepped once per optimizer step. It sets the learning rate
+    itself: the optimizer's own `lr` is ignored (each group's rate is noam_learning_rate)."""
+
+    def __init__(
+        self,
+        optimizer: torch.optim.Optimizer,
+        d_model: int,
+        warmup_steps: int,
+        factor: float = 1.0,
+        last_epoch: int = -1,
+    ):
+        if warmup_steps < 1:
+            raise ValueError(f"warmup_steps must be >= 1, got {warmup_steps}")
+        self.d_model, self.warmup_steps, self.noam_factor = d_model, warmup_steps, factor
+        if last_epoch == -1:
+            for group in optimizer.param_groups:  # LambdaLR multiplies this base rate by factor()
+                group["lr"] = 1.0
+        super().__init__(optimizer, self.factor, last_epoch=last_epoch)
+
+    def factor(self, step: int) -> float:
+        # The scheduler counts from 0 (before the first optimizer step); the formula from 1.
+        return noam_learning_rate(step + 1, self.d_model, self.warmup_steps, self.noam_factor)
