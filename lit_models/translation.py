@@ -1,0 +1,314 @@
+"""What every translator of the suite shares: the teacher-forced loss, the evaluation pass (loss,
+perplexity, BLEU of the decoded translations) and decoding through the shared strategies.
+
+A batch (the data contract) holds `source` [B, S] (ids + <eos>, right-padded with <pad>) and
+`target` [B, T] (<bos> + ids + <eos>, right-padded); the model reads target[:, :-1] and
+predicts target[:, 1:] (teacher forcing):
+
+    loss = CrossEntropy(logits, target[:, 1:])      over real target tokens, label smoothing
+    ppl  = exp(summed NLL / real target tokens)     teacher-forced, no smoothing
+    bleu = SacreBLEU(13a) of decode(hypotheses) vs the reference text, x 100
+
+A subclass is an encoder-decoder: `forward(source, target_in) -> logits` for training, and
+for decoding one token at a time
+
+    encode(source [B, S]) -> memory                 what the decoder reads of the source
+    init_decoder_state(memory) -> state             the decoder before its first token
+    decode_step(memory, state, ids [B]) -> (logits [B, V], state)
+    reorder_decoding(memory, state, rows) -> (memory, state)   keep (and repeat) batch rows
+
+`BoundSource` binds an encoded source batch to the model, so that the shared `generate`
+(greedy) and `beam_search` in lit_models/modules/decoding.py translate as they continue a
+prompt: the prompt is [<bos>], the continuation the translation.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+import lightning as L
+import torch
+import torch.nn.functional as F
+from torch import nn
+from torchmetrics.text import BLEUScore, SacreBLEUScore
+
+from lit_models.language_model import IGNORE_INDEX, LanguageModel, next_token_nll
+from lit_models.metrics import LanguageModelMetrics
+from lit_models.modules.decoding import beam_search, generate
+from suite.errors import UserError
+
+TRANSLATE_CHUNK = 128  # sentences decoded together by translate_ids' greedy search
+
+
+class Translator(L.LightningModule):
+    """Subclasses call `super().__init__()`, then `self.save_hyperparameters()` with the init
+    args of the contract (vocab_size, block_size, pad_id, bos_id, eos_id, learning_rate,
+    label_smoothing, eval_num_beams, test_num_beams, length_penalty, max_new_tokens), then
+    `self.check_translation_hparams()`."""
+
+    def __init__(self):
+        super().__init__()
+        self.eval_metrics = nn.ModuleDict(
+            {"val": LanguageModelMetrics(), "test": LanguageModelMetrics()}
+        )
+        self.bleu_metrics: nn.ModuleDict | None = None  # made in setup() when the data can decode
+
+    def check_translation_hparams(self) -> None:
+        hp = self.hparams
+        for name in ("eval_num_beams", "test_num_beams"):
+            if hp[name] < 1:
+                raise UserError(f"model.{name}={hp[name]} must be >= 1 (1 is greedy decoding).")
+        if not 0.0 <= hp.label_smoothing < 1.0:
+            raise UserError(f"model.label_smoothing={hp.label_smoothing} must be in [0, 1).")
+        if hp.max_new_tokens is not None and hp.max_new_tokens < 1:
+            raise UserError(f"model.max_new_tokens={hp.max_new_tokens} must be >= 1 or null.")
+        if len({hp.pad_id, hp.bos_id, hp.eos_id}) != 3:
+            raise UserError(
+                f"model.pad_id, bos_id and eos_id must differ (got {hp.pad_id}, {hp.bos_id}, "
+                f"{hp.eos_id}); the datamodules use 0, 1 and 2."
+            )
+
+    # --- what a subclass provides ------------------------------------------------------------
+
+    def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
+        """Logits [B, T, V] of the next target token after each of target_in [B, T]."""
+        raise NotImplementedError
+
+    def encode(self, source: torch.Tensor):
+        raise NotImplementedError
+
+    def init_decoder_state(self, memory):
+        raise NotImplementedError
+
+    def decode_step(self, memory, state, ids: torch.Tensor):
+        raise NotImplementedError
+
+    def reorder_decoding(self, memory, state, rows: torch.Tensor):
+        raise NotImplementedError
+
+    def cross_attention(self, source: list[int], target: list[int]) -> torch.Tensor | None:
+        """Weights [len(target), len(source)] with which each target token, teacher-forced,
+        attended to the source; None for a model without attention."""
+        return None
+
+    # --- training and evaluation --------------------------------------------------------------
+
+    def source_mask(self, source: torch.Tensor) -> torch.Tensor:
+        return source != self.hparams.pad_id
+
+    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+        target = batch["target"]
+        logits = self(batch["source"], target[:, :-1])
+        loss = F.cross_entropy(
+            logits.flatten(0, 1).float(),
+            target[:, 1:].flatten(),
+            ignore_index=self.hparams.pad_id,
+            label_smoothing=self.hparams.label_smoothing,
+        )
+        if self._writes_logs_this_step():
+            self.log("train/loss", loss, prog_bar=True)
+        return loss
+
+    # One rule for every model of the suite: log train/loss only on the steps Lightning writes.
+    _writes_logs_this_step = LanguageModel._writes_logs_this_step
+
+    def setup(self, stage: str) -> None:
+        datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        if self.bleu_metrics is None and callable(getattr(datamodule, "decode", None)):
+            lowercase = bool(getattr(datamodule, "lowercase", False))
+            self.bleu_metrics = nn.ModuleDict(
+                {
+                    stage: nn.ModuleDict(
+                        {
+                            "bleu": SacreBLEUScore(tokenize="13a", lowercase=lowercase),
+                            "bleu_tok": BLEUScore(),
+                        }
+                    )
+                    for stage in ("val", "test")
+                }
+            )
+
+    def validation_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._evaluate(batch, "val", self.hparams.eval_num_beams)
+
+    def test_step(self, batch: dict, batch_idx: int) -> dict:
+        return self._evaluate(batch, "test", self.hparams.test_num_beams)
+
+    def _evaluate(self, batch: dict, stage: str, num_beams: int) -> dict:
+        """Loss and perplexity teacher-forced; BLEU of the translations when the datamodule
+        can turn ids into text. Returns the hypotheses' ids (and text) for callbacks."""
+        source, target = batch["source"], batch["target"]
+        gold = target[:, 1:]
+        real = gold != self.hparams.pad_id
+        nll = next_token_nll(self(source, target[:, :-1]), gold.masked_fill(~real, IGNORE_INDEX))
+        self.eval_metrics[stage].update(nll, real)
+        if self.bleu_metrics is None:
+            return {}
+        hypotheses = self._translate_batch(
+            source, num_beams, self.hparams.length_penalty, self._max_new_tokens(None)
+        )
+        codec = self._trainer.datamodule
+        texts = [codec.decode(ids) for ids in hypotheses]
+        references = list(batch["target_text"])
+        metrics = self.bleu_metrics[stage]
+        metrics["bleu"].update(texts, [[r] for r in references])
+        words = lambda text: " ".join(codec.bleu_tokens(text))  # noqa: E731
+        metrics["bleu_tok"].update([words(t) for t in texts], [[words(r)] for r in references])
+        return {"hypotheses": hypotheses, "hypothesis_text": texts}
+
+    def on_validation_epoch_end(self) -> None:
+        self._log_eval("val")
+
+    def on_test_epoch_end(self) -> None:
+        self._log_eval("test")
+
+    def _log_eval(self, stage: str) -> None:
+        metric = self.eval_metrics[stage]
+        values = metric.compute()  # summed over DDP ranks by torchmetrics
+        for name in ("loss", "ppl"):
+            self.log(f"{stage}/{name}", values[name], prog_bar=True)
+        metric.reset()
+        if self.bleu_metrics is not None:
+            for name, bleu in self.bleu_metrics[stage].items():
+                self.log(f"{stage}/{name}", 100 * bleu.compute(), prog_bar=name == "bleu")
+                bleu.reset()
+
+    # --- translation -------------------------------------------------------------------------
+
+    @torch.no_grad()
+    def translate_ids(
+        self,
+        sources: list[list[int]],
+        num_beams: int = 1,
+        length_penalty: float = 1.0,
+        max_new_tokens: int | None = None,
+    ) -> list[list[int]]:
+        """Target ids (without <bos>/<eos>) of each source (ids + <eos>, no padding).
+        num_beams 1 is greedy search, a batch at a time; more is beam search, a source at a
+        time. max_new_tokens: None is the model's `max_new_tokens`, else `block_size`."""
+        if num_beams < 1:
+            raise ValueError(f"num_beams must be >= 1, got {num_beams}")
+        if any(len(s) == 0 for s in sources):
+            raise ValueError("every source needs at least one token (its ids and <eos>)")
+        max_new = self._max_new_tokens(max_new_tokens)
+        out: list[list[int]] = []
+        for start in range(0, len(sources), TRANSLATE_CHUNK):
+            chunk = sources[start : start + TRANSLATE_CHUNK]
+            out += self._translate_batch(self._right_pad(chunk), num_beams, length_penalty, max_new)
+        return out
+
+    def _translate_batch(
+        self, source: torch.Tensor, num_beams: int, length_penalty: float, max_new_tokens: int
+    ) -> list[list[int]]:
+        bos, eos = self.hparams.bos_id, self.hparams.eos_id
+        if num_beams == 1:
+            prompts = [[bos]] * source.size(0)
+            return generate(BoundSource(self, source), prompts, max_new_tokens, eos_id=eos)
+        out = []
+        for row in source:
+            one = row[self.source_mask(row)][None]  # its own length: no padding at all
+            best = beam_search(
+                BoundSource(self, one),
+                [bos],
+                num_beams=num_beams,
+                max_new_tokens=max_new_tokens,
+                length_penalty=length_penalty,
+                eos_id=eos,
+            )[0]
+            out.append(best.tokens)
+        return out
+
+    def _max_new_tokens(self, asked: int | None) -> int:
+        if asked is not None:
+            return asked
+        return self.hparams.max_new_tokens or self.hparams.block_size
+
+    def _right_pad(self, sequences: list[list[int]]) -> torch.Tensor:
+        """Sequences as one [B, L] batch padded on the right with <pad>, on the model's device."""
+        length = max(len(s) for s in sequences)
+        batch = torch.full((len(sequences), length), self.hparams.pad_id, dtype=torch.long)
+        for i, s in enumerate(sequences):
+            batch[i, : len(s)] = torch.tensor(s, dtype=torch.long)
+        return batch.to(self.device)
+
+    def teacher_forced_pair(
+        self, source: list[int], target: list[int]
+    ) -> tuple[torch.Tensor, torch.Tensor]:
+        """A source and [<bos>] + target as batches of one, for cross_attention."""
+        return self._right_pad([source]), self._right_pad([[self.hparams.bos_id, *target]])
+
+    def num_parameters(self) -> int:
+        return sum(p.numel() for p in self.parameters())
+
+
+class BoundSource:
+    """A translator with one encoded source batch, seen by the shared decoding strategies as a
+    language model: the prompts are target prefixes (one per source row, all of one length,
+    usually [<bos>]) and the continuation is the translation. It implements the decoding
+    protocol (start_decoding / continue_decoding / reorder_decoding_state) and the few
+    nn.Module calls that `generate` and `beam_search` make (parameters, training, eval, train).
+    The source is encoded in start_decoding, so under their no_grad and eval mode."""
+
+    def __init__(self, model: Translator, source: torch.Tensor):
+        self.model, self.source = model, source
+
+    def start_decoding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+        if not bool(attention_mask.all()):
+            raise ValueError("every target prefix must have the same length")
+        if input_ids.size(0) != self.source.size(0):
+            raise ValueError(
+                f"{input_ids.size(0)} target prefixes for {self.source.size(0)} sources"
+            )
+        memory = self.model.encode(self.source.to(input_ids.device))
+        state = self.model.init_decoder_state(memory)
+        for t in range(input_ids.size(1)):
+            logits, state = self.model.decode_step(memory, state, input_ids[:, t])
+        return logits, (memory, state)
+
+    def continue_decoding(self, state, next_ids: torch.Tensor):
+        memory, decoder_state = state
+        logits, decoder_state = self.model.decode_step(memory, decoder_state, next_ids)
+        return logits, (memory, decoder_state)
+
+    def reorder_decoding_state(self, state, rows: torch.Tensor):
+        return self.model.reorder_decoding(*state, rows)
+
+    def parameters(self):
+        return self.model.parameters()
+
+    @property
+    def training(self) -> bool:
+        return self.model.training
+
+    def eval(self) -> BoundSource:
+        self.model.eval()
+        return self
+
+    def train(self, mode: bool = True) -> BoundSource:
+        self.model.train(mode)
+        return self
+
+
+@contextmanager
+def evaluating(model: nn.Module) -> Iterator[None]:
+    """No dropout and no gradient for a while; the model's mode is restored after."""
+    was_training = model.training
+    model.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        model.train(was_training)
+
+
+def index_rows(tree, rows: torch.Tensor, dim: int = 0):
+    """Keep (and repeat) the rows `rows` along `dim` of every tensor in a nest of tuples,
+    lists and dicts; None stays None."""
+    if tree is None:
+        return None
+    if isinstance(tree, torch.Tensor):
+        return tree.index_select(dim, rows)
+    if isinstance(tree, dict):
+        return {k: index_rows(v, rows, dim) for k, v in tree.items()}
+    return type(tree)(index_rows(v, rows, dim) for v in tree)
