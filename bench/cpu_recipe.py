@@ -12,6 +12,7 @@ this CPU.
 
     python bench/cpu_recipe.py               # the full recipe, 2000 steps (a few minutes)
     python bench/cpu_recipe.py --steps 100   # a quick check; evaluates at step 100 only
+    python bench/cpu_recipe.py --seeds 1337 1 2   # the spread of the final loss over seeds
 
 Figures go to bench/results/cpu_recipe.json.
 """
@@ -111,16 +112,28 @@ def main() -> None:
     )
     parser.add_argument("--out", type=Path, default=ROOT / "bench" / "results" / "cpu_recipe.json")
     parser.add_argument("--keep", type=Path, help="run in this folder and keep its checkpoints")
+    parser.add_argument(
+        "--seeds", type=int, nargs="+", default=[1337], help="one run per seed (default: 1337)"
+    )
     args = parser.parse_args()
     if args.steps < SKIP_FIRST + 10:
         parser.error(f"--steps must be at least {SKIP_FIRST + 10}")
+    if args.keep and len(args.seeds) > 1:
+        parser.error("--keep keeps one run: give one seed with it")
 
+    runs = [run_recipe(args, seed) for seed in args.seeds]
+    report(args, runs)
+
+
+def run_recipe(args, seed: int) -> dict:
+    """One run of the recipe through the CLI: its figures and the command that ran."""
     if args.keep:
         args.keep.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory(prefix="cpu_recipe.") as tmp:
         scratch = str(args.keep.resolve()) if args.keep else tmp
         record_path = Path(scratch) / "steps.json"
         command = [sys.executable, str(ROOT / "main.py"), "fit", "--config", str(CONFIG)]
+        command += [f"--seed_everything={seed}"]
         if args.steps != RECIPE_STEPS:  # a shorter run: its own schedule, one evaluation at the end
             every = EVAL_EVERY if args.steps % EVAL_EVERY == 0 else args.steps
             command += [
@@ -151,21 +164,36 @@ def main() -> None:
             )
         record = json.loads(record_path.read_text())
 
-    stamps, evaluated_after = record["stamps"], record["evaluated_after"]
+    times = train_step_times(record["stamps"], record["evaluated_after"])
     val_loss = {int(step): loss for step, loss in record["val_loss"].items()}
-    times = train_step_times(stamps, evaluated_after)
-    ms_per_step = 1000 * statistics.fmean(times)
-    tokens_per_s = record["tokens_per_step"] / statistics.fmean(times)
-    steps_done = len(stamps)
-    final_val = val_loss.get(steps_done)
-    eval_time = record["val_seconds"]
+    steps_done = len(record["stamps"])
+    return {
+        "seed": seed,
+        "command": "WANDB_MODE=disabled " + " ".join(command[1:]),
+        "threads": record["threads"],
+        "steps": steps_done,
+        "val_loss_final": val_loss.get(steps_done),
+        "val_loss": val_loss,
+        "train_ms_per_step": 1000 * statistics.fmean(times),
+        "train_ms_per_step_median": 1000 * statistics.median(times),
+        "train_tokens_per_s": record["tokens_per_step"] / statistics.fmean(times),
+        "wall_s": wall,
+        "eval_s": record["val_seconds"],
+    }
+
+
+def report(args, runs: list[dict]) -> None:
+    first = runs[0]
+    steps_done, final_val, val_loss = first["steps"], first["val_loss_final"], first["val_loss"]
+    ms_per_step, tokens_per_s = first["train_ms_per_step"], first["train_tokens_per_s"]
+    wall, eval_time = first["wall_s"], first["eval_s"]
 
     print(f"\n{'':26s} {'this suite':>12s} {'nanoGPT':>12s}")
     val_cell = f"{final_val:.4f}" if final_val is not None else "-"
     ref_val = f"{NANOGPT['val_loss']:.3f}" + ("" if steps_done == RECIPE_STEPS else " @2000")
     print(f"{'val/loss at step ' + str(steps_done):26s} {val_cell:>12s} {ref_val:>12s}")
     print(f"{'train ms/step (mean)':26s} {ms_per_step:12.2f} {NANOGPT['ms_per_step']:12.1f}")
-    print(f"{'train ms/step (median)':26s} {1000 * statistics.median(times):12.2f} {'':>12s}")
+    print(f"{'train ms/step (median)':26s} {first['train_ms_per_step_median']:12.2f} {'':>12s}")
     print(f"{'train tokens/s':26s} {tokens_per_s:12,.0f} {NANOGPT['tokens_per_s']:12,.0f}")
     print(f"{'wall time, whole run (s)':26s} {wall:12.1f}")
     print(f"{'of it validating (s)':26s} {eval_time:12.1f}  (incl. the text samples)")
@@ -173,8 +201,21 @@ def main() -> None:
         "val/loss at each evaluation: "
         + ", ".join(f"{s}: {v:.4f}" for s, v in sorted(val_loss.items()))
     )
+    finals = [r["val_loss_final"] for r in runs if r["val_loss_final"] is not None]
+    if len(runs) > 1:
+        print(f"seed {first['seed']} above; every seed:")
+        for r in runs:
+            print(
+                f"  seed {r['seed']:>6}: val/loss {r['val_loss_final']:.4f}, "
+                f"{r['train_ms_per_step']:.2f} ms/step"
+            )
+        if len(finals) > 1:
+            print(
+                f"  val/loss mean {statistics.fmean(finals):.4f}, "
+                f"std {statistics.stdev(finals):.4f}, best {min(finals):.4f}"
+            )
     print(
-        f"torch {torch.__version__}, lightning {L.__version__}, {record['threads']} threads, {cpu_model()}"
+        f"torch {torch.__version__}, lightning {L.__version__}, {first['threads']} threads, {cpu_model()}"
     )
 
     write_json_atomic(
@@ -182,21 +223,23 @@ def main() -> None:
         {
             "benchmark": "cpu_recipe",
             "date": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
-            "command": "WANDB_MODE=disabled " + " ".join(command[1:]),
+            "command": first["command"],
             "torch": torch.__version__,
             "lightning_version": L.__version__,
             "python": platform.python_version(),
-            "threads": record["threads"],
+            "threads": first["threads"],
             "cpu": cpu_model(),
             "cpu_count": os.cpu_count(),
             "steps": steps_done,
             "val_loss_final": final_val,
             "val_loss": val_loss,
             "train_ms_per_step": ms_per_step,
-            "train_ms_per_step_median": 1000 * statistics.median(times),
+            "train_ms_per_step_median": first["train_ms_per_step_median"],
             "train_tokens_per_s": tokens_per_s,
             "wall_s": wall,
             "eval_s": eval_time,
+            "seeds": runs,
+            "val_loss_final_mean": statistics.fmean(finals) if finals else None,
             "nanogpt": NANOGPT,
         },
     )
