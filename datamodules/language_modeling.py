@@ -24,6 +24,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 from datamodules.paths import cache_dir_for, fingerprint, reachable, resolve_data_dir
 from datamodules.tokenizers import (
     END_OF_TEXT,
+    TOKENIZER_FORMAT,
     TOKENIZER_KINDS,
     EncodedSplit,
     decode_ids,
@@ -277,7 +278,7 @@ class LanguageModelingDataModule(L.LightningDataModule):
         vocab = self.bpe_vocab_size if self.tokenizer_kind == "bpe" else ""
         return fingerprint(
             *self.files.values(),
-            extra=f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}",
+            extra=f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}:v{TOKENIZER_FORMAT}",
         )
 
     @property

@@ -12,6 +12,7 @@ sub-word or character loss into word-level perplexity and bits per character.
 
 from __future__ import annotations
 
+from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -33,6 +34,9 @@ TOKENIZER_KINDS = ("word", "bpe", "char")
 EOS = "<eos>"  # word level: the end of a line, as in WikiText's standard vocabulary
 UNK = "<unk>"
 END_OF_TEXT = "<|endoftext|>"  # BPE: a document separator for generation
+# Part of every tokenizer/id cache key: bump it when training changes, so that old caches
+# are not reused (2: word vocabularies counted by `word_vocabulary`, without id holes).
+TOKENIZER_FORMAT = 2
 
 
 @dataclass
@@ -59,15 +63,29 @@ class EncodedSplit:
             return cls(f["ids"], f["words"], f["chars"])
 
 
+def word_vocabulary(
+    words: Iterable[str], specials: Sequence[str], min_freq: int = 1
+) -> dict[str, int]:
+    """Token ids of a word-level vocabulary: `specials` first (ids 0, 1, ...), then every word
+    seen at least `min_freq` times, most frequent first.
+
+    Counted here rather than by `WordLevelTrainer`: in tokenizers 0.23 a special token that
+    also occurs in the text (WikiText's own `<unk>`) gets a second id, leaving a hole, so the
+    largest id reaches the vocabulary size and overflows the model's embedding table."""
+    counts = Counter(words)
+    vocab = {token: i for i, token in enumerate(specials)}
+    for word, count in sorted(counts.items(), key=lambda item: (-item[1], item[0])):
+        if count >= min_freq and word not in vocab:
+            vocab[word] = len(vocab)
+    return vocab
+
+
 def train_tokenizer(kind: str, lines: Sequence[str], bpe_vocab_size: int = 8192) -> Tokenizer:
     """Train a tokenizer of `kind` on `lines` (each ending with its newline)."""
     if kind == "word":
-        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        words = (word for line in lines for word in line.split())
+        tok = Tokenizer(models.WordLevel(word_vocabulary(words, [EOS, UNK]), unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
-        trainer = trainers.WordLevelTrainer(
-            vocab_size=10**9, min_frequency=1, special_tokens=[EOS, UNK]
-        )
-        tok.train_from_iterator(lines, trainer)
     elif kind == "bpe":
         tok = Tokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
@@ -213,12 +231,12 @@ def train_translation_tokenizer(
     """
     specials = list(TRANSLATION_SPECIALS)
     if kind == "word":
-        tok = Tokenizer(models.WordLevel(unk_token=UNK))
+        words = (w for line in lines for w in translation_tokens(line, lowercase))
+        tok = Tokenizer(models.WordLevel(word_vocabulary(words, specials, min_freq), unk_token=UNK))
         tok.pre_tokenizer = _word_pre_tokenizer()
-        trainer = trainers.WordLevelTrainer(
-            vocab_size=10**9, min_frequency=min_freq, special_tokens=specials, show_progress=False
-        )
-    elif kind == "bpe":
+        tok.normalizer = _translation_normalizer(lowercase)
+        return tok
+    if kind == "bpe":
         tok = Tokenizer(models.BPE(unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.Sequence(
             [

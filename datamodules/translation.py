@@ -58,6 +58,7 @@ from datamodules.paths import (
     resolve_data_dir,
 )
 from datamodules.tokenizers import (
+    TOKENIZER_FORMAT,
     TRANSLATION_SPECIALS,
     TRANSLATION_TOKENIZER_KINDS,
     decode_translation,
@@ -435,7 +436,7 @@ class TranslationDataModule(L.LightningDataModule):
         )
         return fingerprint(
             *self.files,
-            extra=f"{type(self).__name__}:{self.describe_splits()}:{tokenizer}:lower={self.lowercase}",
+            extra=f"{type(self).__name__}:{self.describe_splits()}:{tokenizer}:lower={self.lowercase}:v{TOKENIZER_FORMAT}",
         )
 
     @property

@@ -269,6 +269,17 @@ def test_block_size_longer_than_train_split(tmp_path):
 
 
 # --- WikiText-2, word level ----------------------------------------------------------------
+@pytest.mark.parametrize("kind", ["word", "char", "bpe"])
+def test_token_ids_fill_the_vocabulary_without_holes(kind):
+    # "<unk>" and "<eos>" also occur in the text, as in WikiText: every id must still be
+    # below the vocabulary size the model's embedding table is built with.
+    lines = ["the <unk> sat\n", "the cat <eos> down\n", "a b c\n"]
+    tok = train_tokenizer(kind, lines, bpe_vocab_size=300)
+    ids = sorted(tok.get_vocab().values())
+    assert ids == list(range(tok.get_vocab_size()))
+    assert int(encode_lines(tok, kind, lines).ids.max()) < tok.get_vocab_size()
+
+
 def test_wikitext_word_level(wikitext_dir):
     dm = WikiText2DataModule(data_dir=str(wikitext_dir), block_size=128, eval_batch_size=64)
     tok = dm.tokenizer
