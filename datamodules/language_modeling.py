@@ -153,6 +153,7 @@ class LanguageModelingDataModule(L.LightningDataModule):
     """
 
     corpus: str = ""  # folder name under $DATA_DIR
+    vocab_splits: tuple[str, ...] = ("train",)  # the splits the tokenizer is trained on
     source_url: str = ""  # where `fetch` downloads from
 
     def __init__(
@@ -278,7 +279,7 @@ class LanguageModelingDataModule(L.LightningDataModule):
         vocab = self.bpe_vocab_size if self.tokenizer_kind == "bpe" else ""
         return fingerprint(
             *self.files.values(),
-            extra=f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}:v{TOKENIZER_FORMAT}",
+            extra=f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}:{'+'.join(self.vocab_splits)}:v{TOKENIZER_FORMAT}",
         )
 
     @property
@@ -289,13 +290,13 @@ class LanguageModelingDataModule(L.LightningDataModule):
                 self._tokenizer = load_tokenizer(path)
             else:
                 log.info(
-                    "training a %s tokenizer on the %s train split",
+                    "training a %s tokenizer on the %s %s split(s)",
                     self.tokenizer_kind,
                     self.corpus,
+                    "+".join(self.vocab_splits),
                 )
-                self._tokenizer = train_tokenizer(
-                    self.tokenizer_kind, self.lines()["train"], self.bpe_vocab_size
-                )
+                lines = [line for split in self.vocab_splits for line in self.lines()[split]]
+                self._tokenizer = train_tokenizer(self.tokenizer_kind, lines, self.bpe_vocab_size)
                 save_tokenizer(self._tokenizer, path)
         return self._tokenizer
 

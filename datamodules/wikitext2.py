@@ -16,6 +16,7 @@ from datamodules.paths import atomic_write_bytes
 
 HUB_DATASET = "Salesforce/wikitext"
 HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
+VOCAB_FROM = ("train", "all")
 
 
 class WikiText2DataModule(LanguageModelingDataModule):
@@ -37,8 +38,25 @@ class WikiText2DataModule(LanguageModelingDataModule):
         download: bool = True,
         cache_dir: str | None = None,
         batching: str = "random_windows",
+        vocab_from: str = "train",
     ):
+        """
+        Args:
+            vocab_from: `train` (the tokenizer sees the train split only) or `all`: every
+                split's words, as pytorch/examples' word_language_model builds its dictionary.
+                On the real WikiText-2 both give the same 33,278 words (its valid and test
+                words all occur in train); on a corpus where they do not (wikitext-2-mini),
+                `train` reads unseen words as <unk>, which lowers perplexity, and `all` keeps
+                them, so perplexities compare with pytorch/examples'.
+        """
+        if vocab_from not in VOCAB_FROM:
+            from suite.errors import UserError
+
+            raise UserError(
+                f"data.vocab_from={vocab_from!r} is not known; choose one of {', '.join(VOCAB_FROM)}."
+            )
         self.raw = raw
+        self.vocab_splits = SPLITS if vocab_from == "all" else ("train",)
         super().__init__(
             data_dir,
             tokenizer,

@@ -13,7 +13,7 @@ import torch
 
 import datamodules.language_modeling as lm
 from datamodules import TinyShakespeareDataModule, WikiText2DataModule
-from datamodules.language_modeling import OrderedBlocks, RandomWindows
+from datamodules.language_modeling import SPLITS, OrderedBlocks, RandomWindows
 from datamodules.tokenizers import EOS, UNK, EncodedSplit, encode_lines, train_tokenizer
 from lit_models.metrics import LanguageModelMetrics
 from suite.errors import DataError, UserError
@@ -301,3 +301,22 @@ def test_wikitext_word_level(wikitext_dir):
     out = metric.compute()
     assert out["word_ppl"].item() == pytest.approx(out["ppl"].item(), rel=1e-6)
     assert metric.tokens.item() == len(valid) - 1
+
+
+def test_wikitext_vocabulary_from_all_splits_keeps_unseen_words(wikitext_dir):
+    # pytorch/examples' dictionary: on wikitext-2-mini about 5% of the test words never occur
+    # in train; with vocab_from=all they keep their own ids instead of becoming <unk>.
+    text = {s: (wikitext_dir / f"{s}.txt").read_text(encoding="utf-8") for s in SPLITS}
+    words = set().union(*(t.split() for t in text.values()))
+    assert not set(text["test"].split()) <= set(text["train"].split())
+    train_only = WikiText2DataModule(data_dir=str(wikitext_dir))
+    every = WikiText2DataModule(data_dir=str(wikitext_dir), vocab_from="all")
+    assert every.vocab_size == len(words | {EOS, UNK})
+    assert train_only.vocab_size == len(set(text["train"].split()) | {EOS, UNK})
+    unk = every.tokenizer.token_to_id(UNK)
+    assert int((every.encoded("test").ids == unk).sum()) == text["test"].split().count(UNK)
+
+
+def test_unknown_vocab_from_is_a_user_error():
+    with pytest.raises(UserError, match="vocab_from='dev'"):
+        WikiText2DataModule(vocab_from="dev")
