@@ -40,11 +40,12 @@ class SuiteCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        # Trainer.generate and Trainer.lr_find become subcommands like fit and test; the CLI
-        # passes them the model and the datamodule it builds from the config.
+        # Trainer.generate, .translate and .lr_find become subcommands like fit and test; the
+        # CLI passes them the model and the datamodule it builds from the config.
         return {
             **LightningCLI.subcommands(),
             "generate": {"model", "datamodule"},
+            "translate": {"model", "datamodule"},
             "lr_find": {"model", "datamodule"},
         }
 
