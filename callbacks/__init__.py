@@ -2,5 +2,6 @@
 
 from callbacks.epoch_timer import EpochTimer
 from callbacks.text_samples import TextSamples
+from callbacks.translation_samples import TranslationSamples
 
-__all__ = ["EpochTimer", "TextSamples"]
+__all__ = ["EpochTimer", "TextSamples", "TranslationSamples"]
