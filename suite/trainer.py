@@ -34,15 +34,32 @@ def resolve_precision(precision, accelerator="auto"):
 
 
 class Trainer(L.Trainer):
-    def __init__(self, *args, precision: str | int | None = "auto", **kwargs):
+    def __init__(
+        self,
+        *args,
+        precision: str | int | None = "auto",
+        limit_train_batches: int | float | None = None,
+        limit_val_batches: int | float | None = None,
+        limit_test_batches: int | float | None = None,
+        limit_predict_batches: int | float | None = None,
+        **kwargs,
+    ):
         """
         Args:
             precision: `auto` (bf16-mixed on recent GPUs, 16-mixed on older ones, 32-true on
                 CPU) or any value Lightning accepts: 32-true, 16-mixed, bf16-mixed, 64-true, ...
+            limit_train_batches, limit_val_batches, limit_test_batches, limit_predict_batches:
+                an int is a number of batches, a float a fraction (1 is one batch, 1.0 all).
+                Declared here because the CLI reads Lightning's own declaration of them as
+                floats, turning `--trainer.limit_val_batches=1` into 1.0, every batch.
         """
         super().__init__(
             *args,
             precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
+            limit_train_batches=limit_train_batches,
+            limit_val_batches=limit_val_batches,
+            limit_test_batches=limit_test_batches,
+            limit_predict_batches=limit_predict_batches,
             **kwargs,
         )
 

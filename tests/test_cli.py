@@ -133,6 +133,17 @@ def test_print_config_needs_no_corpus_and_shows_the_overrides(tmp_path):
     assert not (tmp_path / "no-corpora").exists()
 
 
+def test_limit_batches_one_means_one_batch():
+    # Lightning: an int counts batches, a float is a fraction; 1 must not become 1.0 (all).
+    args = ["--trainer.limit_val_batches=1", "--trainer.limit_train_batches=0.5"]
+    printed = yaml.safe_load(
+        run_cli("fit", "--config", SHAKESPEARE, *args, "--print_config").stdout
+    )
+    assert printed["trainer"]["limit_val_batches"] == 1
+    assert isinstance(printed["trainer"]["limit_val_batches"], int)
+    assert printed["trainer"]["limit_train_batches"] == 0.5
+
+
 def test_fit_then_test_on_wikitext2(wikitext_dir):
     data = f"--data.init_args.data_dir={wikitext_dir}"
     run_cli("fit", "--config", WIKITEXT, *TINY_GPT, data)
