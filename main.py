@@ -1,4 +1,5 @@
-"""Entry point: `python main.py {fit,validate,test,predict} --config configs/<model>_<corpus>.yaml`."""
+"""Entry point: `python main.py SUBCOMMAND --config configs/<model>_<corpus>.yaml`, where
+SUBCOMMAND is fit, validate, test, predict, generate, translate or lr_find."""
 
 from suite.cli import main
 
