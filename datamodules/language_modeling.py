@@ -21,7 +21,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
-from datamodules.paths import cache_dir_for, fingerprint, reachable, resolve_data_dir
+from datamodules.corpus import CorpusFolder
+from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
 from datamodules.tokenizers import (
     END_OF_TEXT,
     TOKENIZER_FORMAT,
@@ -145,7 +146,7 @@ class ContiguousColumns(IterableDataset):
         return (self[i] for i in range(len(self)))
 
 
-class LanguageModelingDataModule(L.LightningDataModule):
+class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
     """Base for text corpora. Subclasses say where the files are and how to read and fetch them.
 
     The tokenizer is trained (or loaded) when `vocab_size` is first read, so the CLI can pass
@@ -200,19 +201,7 @@ class LanguageModelingDataModule(L.LightningDataModule):
         self._lines: dict[str, list[str]] = {}
         self.splits: dict[str, EncodedSplit] = {}
 
-    # --- what a corpus subclass provides -------------------------------------------------
-    def local_files(self) -> dict[str, Path] | None:
-        """The split files found in `data_dir`, or None when the corpus is not there."""
-        raise NotImplementedError
-
-    def expected_files(self) -> list[str]:
-        """File names looked for, for the error message when the corpus is missing."""
-        raise NotImplementedError
-
-    def fetch(self) -> None:
-        """Download the corpus into `data_dir` (only called when it is missing)."""
-        raise NotImplementedError
-
+    # --- what a corpus subclass provides (and local_files, expected_files, fetch) ---------
     def read_lines(self, files: dict[str, Path]) -> dict[str, list[str]]:
         """Lines of each split, each with its newline."""
         return {split: read_text(files[split]).splitlines(keepends=True) for split in SPLITS}
@@ -221,46 +210,6 @@ class LanguageModelingDataModule(L.LightningDataModule):
         return "train/valid/test as shipped"
 
     # --- shared machinery ------------------------------------------------------------------
-    @property
-    def files(self) -> dict[str, Path]:
-        files = self.local_files()
-        if files is None:
-            self._fetch_or_fail()
-            files = self.local_files()
-            if files is None:
-                raise DataError(
-                    self._missing_message("the download finished but the files are still missing")
-                )
-        return files
-
-    def _fetch_or_fail(self) -> None:
-        if not self.download:
-            raise DataError(self._missing_message("downloading is off (data.download=false)"))
-        if _offline():
-            raise DataError(self._missing_message("HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set"))
-        if not reachable(self.source_url):
-            raise DataError(
-                self._missing_message(f"{self.source_url} cannot be reached (offline?)")
-            )
-        log.info("%s not found in %s: downloading", self.corpus, self.data_dir)
-        try:
-            self.fetch()
-        except DataError:
-            raise
-        except Exception as err:  # no network, hub unreachable, ...
-            raise DataError(
-                self._missing_message(f"downloading failed ({type(err).__name__}: {err})")
-            ) from err
-
-    def _missing_message(self, why: str) -> str:
-        looked = ", ".join(self.expected_files())
-        return (
-            f"{self.corpus}: corpus not found in {self.data_dir} (looked for {looked}), and {why}.\n"
-            f"Provide it by putting those files there, by pointing data.data_dir (or the {'DATA_DIR'} "
-            f"environment variable, which holds one folder per corpus) at a copy, or by running once "
-            f"with a network so that it is downloaded."
-        )
-
     @property
     def cache_dir(self) -> Path:
         return cache_dir_for(self.data_dir, self.corpus, self._cache_dir)
@@ -404,12 +353,3 @@ def read_text(path: Path) -> str:
             f"{path}: line {line} is not valid UTF-8 (byte {err.start}); the file is corrupt or in "
             f"another encoding. Replace it with a clean copy of the corpus."
         ) from None
-
-
-def _offline() -> bool:
-    import os
-
-    return any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes")
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )

@@ -31,7 +31,8 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset
 
-from datamodules.language_modeling import _offline, read_text
+from datamodules.corpus import hub_offline
+from datamodules.language_modeling import read_text
 from datamodules.paths import DATA_DIR_ENV, atomic_write_bytes, reachable
 from suite.errors import DataError, UserError
 
@@ -216,7 +217,7 @@ class NamesDataModule(L.LightningDataModule):
             self._missing(f"only makemore's {FILE_NAME} can be downloaded")
         if not self.download:
             self._missing("downloading is off (data.download=false)")
-        if _offline():
+        if hub_offline():
             self._missing("HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set")
         if not reachable(SOURCE_URL):
             self._missing(f"{SOURCE_URL} cannot be reached (offline?)")

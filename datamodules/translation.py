@@ -49,12 +49,11 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
-from datamodules.language_modeling import _offline
+from datamodules.corpus import CorpusFolder
 from datamodules.paths import (
     atomic_write_bytes,
     cache_dir_for,
     fingerprint,
-    reachable,
     resolve_data_dir,
 )
 from datamodules.tokenizers import (
@@ -257,7 +256,7 @@ class BucketBatchSampler(BatchSampler):
 
 
 # --- the datamodule -------------------------------------------------------------------------
-class TranslationDataModule(L.LightningDataModule):
+class TranslationDataModule(CorpusFolder, L.LightningDataModule):
     """Base for parallel corpora. Subclasses say where the files are and how to read and fetch
     them; this class tokenizes, caches, filters, buckets and collates.
 
@@ -369,46 +368,6 @@ class TranslationDataModule(L.LightningDataModule):
         return "as shipped"
 
     # --- finding and reading the corpus ----------------------------------------------------
-    @property
-    def files(self) -> list[Path]:
-        files = self.local_files()
-        if files is None:
-            self._fetch_or_fail()
-            files = self.local_files()
-            if files is None:
-                raise DataError(
-                    self._missing_message("the download finished but the files are still missing")
-                )
-        return files
-
-    def _fetch_or_fail(self) -> None:
-        if not self.download:
-            raise DataError(self._missing_message("downloading is off (data.download=false)"))
-        if _offline():
-            raise DataError(self._missing_message("HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set"))
-        if not reachable(self.source_url):
-            raise DataError(
-                self._missing_message(f"{self.source_url} cannot be reached (offline?)")
-            )
-        log.info("%s not found in %s: downloading", self.corpus, self.data_dir)
-        try:
-            self.fetch()
-        except DataError:
-            raise
-        except Exception as err:  # no network, hub unreachable, ...
-            raise DataError(
-                self._missing_message(f"downloading failed ({type(err).__name__}: {err})")
-            ) from err
-
-    def _missing_message(self, why: str) -> str:
-        looked = ", ".join(self.expected_files())
-        return (
-            f"{self.corpus}: corpus not found in {self.data_dir} (looked for {looked}), and {why}.\n"
-            f"Provide it by putting those files there, by pointing data.data_dir (or the DATA_DIR "
-            f"environment variable, which holds one folder per corpus) at a copy, or by running "
-            f"once with a network so that it is downloaded."
-        )
-
     def sentences(self) -> dict[str, dict[str, list[str]]]:
         """{split: {language: sentences}}, read and checked once."""
         if not self._sentences:

@@ -8,8 +8,7 @@ import io
 import datasets
 import pytest
 
-from datamodules import TinyShakespeareDataModule, WikiText2DataModule
-from datamodules import language_modeling as lm
+from datamodules import TinyShakespeareDataModule, WikiText2DataModule, corpus
 from suite.errors import DataError
 
 WIKI_ROWS = {
@@ -23,7 +22,7 @@ WIKI_ROWS = {
 def online(monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(lm, "reachable", lambda url, timeout=5.0: True)
+    monkeypatch.setattr(corpus, "reachable", lambda url, timeout=5.0: True)
 
 
 def test_wikitext2_is_fetched_from_the_hub_into_the_data_folder(tmp_path, online, monkeypatch):
@@ -80,7 +79,7 @@ def test_tiny_shakespeare_is_fetched_from_char_rnn(tmp_path, online, monkeypatch
 def test_offline_and_missing_fails_at_once_naming_the_files(tmp_path, monkeypatch):
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(lm, "reachable", lambda url, timeout=5.0: False)
+    monkeypatch.setattr(corpus, "reachable", lambda url, timeout=5.0: False)
     monkeypatch.setattr(
         datasets, "load_dataset", lambda *a, **k: pytest.fail("must not try to download")
     )

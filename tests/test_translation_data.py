@@ -456,11 +456,11 @@ def test_ddp_training_epochs_are_disjoint_shards_in_a_new_order(tmp_path):
 # --- downloading (the network replaced by fakes: these machines reach no hub) ------------------
 @pytest.fixture
 def online(monkeypatch):
-    from datamodules import translation
+    from datamodules import corpus
 
     monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
     monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(translation, "reachable", lambda url, timeout=5.0: True)
+    monkeypatch.setattr(corpus, "reachable", lambda url, timeout=5.0: True)
 
 
 def test_multi30k_is_fetched_from_the_hub_in_the_local_layout(tmp_path, online, monkeypatch):
