@@ -6,7 +6,8 @@ split at whitespace) or characters (lower-cased, whitespace runs read as one spa
 documents are near-duplicates when the Jaccard similarity of their shingle sets,
 |A & B| / |A | B|, reaches `threshold`. A MinHash signature of `num_perm` hashes estimates that
 similarity (the share of equal positions), and locality-sensitive hashing over bands of the
-signature finds the candidate pairs without comparing every pair.
+signature finds the candidate pairs without comparing every pair (banded for recall: at the
+default settings a pair at Jaccard 0.8 is a candidate 95% of the time, at 0.85 99.4%).
 
 Documents are read in order and the first occurrence is kept: a document is dropped when the
 LSH index of the documents kept so far holds a candidate whose estimated Jaccard similarity
@@ -30,6 +31,10 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 SHINGLES = ("word", "char")
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the polynomial rolling hash
 _CHUNK = 4096  # shingles hashed at once: bounds memory at _CHUNK x num_perm x 8 bytes
+# LSH bands tuned for recall: datasketch's default weighs false positives and negatives alike
+# and misses 7% of pairs at Jaccard 0.9 (threshold 0.8); a false positive only costs one
+# signature comparison here, since every candidate is checked against the threshold.
+LSH_WEIGHTS = (0.05, 0.95)  # (false positives, false negatives)
 
 
 @dataclass
@@ -65,7 +70,7 @@ def drop_near_duplicates(
         raise ValueError(f"shingle must be one of {', '.join(SHINGLES)}, got {shingle!r}")
 
     signer = _Signer(num_perm, seed)
-    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm)
+    lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
     signatures: dict[int, LeanMinHash] = {}  # of kept documents
     word_hashes: dict[str, int] = {}  # shared cache: each distinct word is hashed once
     result = DedupResult(kept=[])

@@ -8,10 +8,14 @@ with ignored targets (-100), so nothing is dropped and nothing is counted twice.
 With `batching: contiguous` (recurrent models, truncated backprop through time) every split
 is instead read as `batch_size` parallel streams, in order, `block_size` steps a batch
 (pytorch/examples' batchify): see ContiguousColumns.
+
+With `dedup: true` near-duplicate documents are removed before the text is split and
+tokenized (MinHash LSH, datamodules/dedup.py): see `LanguageModelingDataModule.lines`.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import math
 from pathlib import Path
@@ -19,10 +23,12 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from datamodules.corpus import CorpusFolder
-from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
+from datamodules.dedup import SHINGLES, blank_line_blocks, drop_near_duplicates, excerpt
+from datamodules.paths import atomic_write_bytes, cache_dir_for, fingerprint, resolve_data_dir
 from datamodules.tokenizers import (
     END_OF_TEXT,
     TOKENIZER_FORMAT,
@@ -41,6 +47,8 @@ log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
 SPLITS = ("train", "valid", "test")
 BATCHINGS = ("random_windows", "contiguous")
+DEDUP_FORMAT = 1  # bump when the deduplication rule changes: old caches are then not reused
+DEDUP_EXAMPLES = 3  # dropped documents shown in the log and kept in the report
 
 
 class RandomWindows(Dataset):
@@ -151,11 +159,23 @@ class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
 
     The tokenizer is trained (or loaded) when `vocab_size` is first read, so the CLI can pass
     the vocabulary size to the model when both are instantiated.
+
+    Near-duplicate removal (`dedup: true`): the corpus is cut into documents (`documents`;
+    by default runs of non-blank lines) and every document whose shingle set has a Jaccard
+    similarity of at least `dedup_threshold` with an earlier kept document is dropped, before
+    the split. A corpus that makes its split from one text (Tiny Shakespeare) deduplicates
+    that text in `read_lines`, before cutting it. Where the split is fixed by files
+    (WikiText), the documents are read in `dedup_order`, evaluation splits first: test, then
+    valid, then train, and the first occurrence is kept. So a train document that repeats a
+    valid or test one is dropped from train (evaluation text never leaks into training), a
+    valid one that repeats a test one is dropped from valid, and repeats inside a split are
+    dropped from it. What was dropped is in `dedup_report` and the log.
     """
 
     corpus: str = ""  # folder name under $DATA_DIR
     vocab_splits: tuple[str, ...] = ("train",)  # the splits the tokenizer is trained on
     source_url: str = ""  # where `fetch` downloads from
+    dedup_order: tuple[str, ...] = ("test", "valid", "train")  # who keeps a repeated document
 
     def __init__(
         self,
@@ -169,7 +189,21 @@ class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
         download: bool = True,
         cache_dir: str | None = None,
         batching: str = "random_windows",
+        dedup: bool = False,
+        dedup_threshold: float = 0.8,
+        dedup_num_perm: int = 128,
+        dedup_shingle_size: int = 5,
+        dedup_shingle: str = "word",
     ):
+        """
+        Args:
+            dedup: drop near-duplicate documents before the split (off by default).
+            dedup_threshold: the Jaccard similarity of two documents' shingle sets from which
+                the later one is dropped.
+            dedup_num_perm: MinHash permutations (more: a finer similarity estimate, slower).
+            dedup_shingle_size: words (or characters) per shingle.
+            dedup_shingle: `word` or `char` shingles.
+        """
         super().__init__()
         if batching not in BATCHINGS:
             raise UserError(
@@ -186,6 +220,19 @@ class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
         ):
             if value < 1:
                 raise UserError(f"data.{name} must be a positive integer, got {value}.")
+        if not 0.0 < dedup_threshold <= 1.0:
+            raise UserError(
+                f"data.dedup_threshold must be a Jaccard similarity in (0, 1], got {dedup_threshold}."
+            )
+        if dedup_num_perm < 2 or dedup_shingle_size < 1:
+            raise UserError(
+                f"data.dedup_num_perm must be at least 2 and data.dedup_shingle_size at least 1, "
+                f"got {dedup_num_perm} and {dedup_shingle_size}."
+            )
+        if dedup_shingle not in SHINGLES:
+            raise UserError(
+                f"data.dedup_shingle={dedup_shingle!r} is not known; choose one of {', '.join(SHINGLES)}."
+            )
         self.save_hyperparameters()
         self.data_dir = resolve_data_dir(data_dir, self.corpus)
         self.tokenizer_kind = tokenizer
@@ -200,6 +247,13 @@ class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
         self._tokenizer = None
         self._lines: dict[str, list[str]] = {}
         self.splits: dict[str, EncodedSplit] = {}
+        self.dedup = dedup
+        self.dedup_threshold = dedup_threshold
+        self.dedup_num_perm = dedup_num_perm
+        self.dedup_shingle_size = dedup_shingle_size
+        self.dedup_shingle = dedup_shingle
+        self._dedup_report: dict | None = None
+        self._deduplicated = False  # by read_lines, before a split it makes itself
 
     # --- what a corpus subclass provides (and local_files, expected_files, fetch) ---------
     def read_lines(self, files: dict[str, Path]) -> dict[str, list[str]]:
@@ -209,6 +263,11 @@ class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
     def describe_splits(self) -> str:
         return "train/valid/test as shipped"
 
+    def documents(self, lines: list[str]) -> list[list[str]]:
+        """The corpus's documents for near-duplicate removal, as runs of its lines that join
+        back to `lines`. By default a document is a run of non-blank lines."""
+        return blank_line_blocks(lines)
+
     # --- shared machinery ------------------------------------------------------------------
     @property
     def cache_dir(self) -> Path:
@@ -216,19 +275,115 @@ class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
 
     def lines(self) -> dict[str, list[str]]:
         if not self._lines:
-            self._lines = self.read_lines(self.files)
+            self._deduplicated = False
+            lines = self.read_lines(self.files)
+            if self.dedup and not self._deduplicated:  # not done before the split: by file
+                lines = self.remove_near_duplicates(lines, self.dedup_order)
+            self._lines = lines
             for split, lines in self._lines.items():
                 if not any(line.strip() for line in lines):
+                    hint = " (after near-duplicate removal: try dedup: false)" if self.dedup else ""
                     raise DataError(
-                        f"{self.corpus}: the {split} split is empty; check the files in {self.data_dir}."
+                        f"{self.corpus}: the {split} split is empty{hint}; check the files in {self.data_dir}."
                     )
         return self._lines
 
+    # --- near-duplicate removal ------------------------------------------------------------
+    def remove_near_duplicates(
+        self, texts: dict[str, list[str]], order: tuple[str, ...] | None = None
+    ) -> dict[str, list[str]]:
+        """The lines of each text with its near-duplicate documents removed. The texts are
+        read in `order` (default: as given) and the first occurrence of a document is kept;
+        texts that are the same list (a test split that reuses valid) are read once. Sets
+        `dedup_report` and logs it."""
+        order = [name for name in (order or texts) if name in texts]
+        order += [name for name in texts if name not in order]
+        unique = [
+            n for i, n in enumerate(order) if all(texts[n] is not texts[m] for m in order[:i])
+        ]
+        docs = [(name, doc) for name in unique for doc in self.documents(texts[name])]
+        result = drop_near_duplicates(
+            ["".join(doc) for _, doc in docs],
+            threshold=self.dedup_threshold,
+            num_perm=self.dedup_num_perm,
+            shingle_size=self.dedup_shingle_size,
+            shingle=self.dedup_shingle,
+        )
+        kept = {name: [] for name in unique}
+        for i in result.kept:
+            name, doc = docs[i]
+            kept[name].extend(doc)
+        report = {
+            "documents": len(docs),
+            "dropped": len(result.dropped),
+            "by_split": {
+                name: {
+                    "documents": sum(n == name for n, _ in docs),
+                    "dropped": sum(docs[i][0] == name for i, _ in result.dropped),
+                }
+                for name in unique
+            },
+            "examples": [
+                {
+                    "dropped": excerpt("".join(docs[i][1])),
+                    "from": docs[i][0],
+                    "duplicate_of": excerpt("".join(docs[j][1])),
+                    "in": docs[j][0],
+                }
+                for i, j in result.dropped[:DEDUP_EXAMPLES]
+            ],
+        }
+        self._dedup_report, self._deduplicated = report, True
+        self._log_dedup_report(report)
+        atomic_write_bytes(self._dedup_report_path(), json.dumps(report, indent=1).encode())
+        out = {}
+        for name in texts:  # aliases keep pointing at one list
+            first = next(u for u in unique if texts[u] is texts[name])
+            out[name] = kept[first]
+        return out
+
+    @property
+    def dedup_report(self) -> dict | None:
+        """What near-duplicate removal dropped: `documents`, `dropped`, `by_split` (documents
+        and dropped per split, or per text split afterwards) and a few `examples`; None when
+        `dedup` is off. Read from the cache when the token ids are."""
+        if self.dedup and self._dedup_report is None:
+            path = self._dedup_report_path()
+            if path.exists():
+                self._dedup_report = json.loads(path.read_text())
+                self._log_dedup_report(self._dedup_report, cached=True)
+            else:
+                self.lines()
+        return self._dedup_report
+
+    def _dedup_report_path(self) -> Path:
+        return self.cache_dir / f"dedup-{self._settings_key()}.json"
+
+    def _log_dedup_report(self, report: dict, cached: bool = False) -> None:
+        per_split = ", ".join(
+            f"{n}: {r['dropped']}/{r['documents']}" for n, r in report["by_split"].items()
+        )
+        rank_zero_info(
+            f"near-duplicate removal{' (cached)' if cached else ''}: dropped {report['dropped']} of "
+            f"{report['documents']} {self.corpus} documents (Jaccard >= {self.dedup_threshold}; "
+            f"{per_split})"
+        )
+        for ex in report["examples"]:
+            rank_zero_info(
+                f"  dropped from {ex['from']}: {ex['dropped']!r} ~ {ex['in']}: {ex['duplicate_of']!r}"
+            )
+
     def _settings_key(self) -> str:
         vocab = self.bpe_vocab_size if self.tokenizer_kind == "bpe" else ""
+        dedup = (  # empty when off, so the keys (and caches) of runs without it stay as they were
+            f":dedup{self.dedup_threshold}/{self.dedup_num_perm}/{self.dedup_shingle}{self.dedup_shingle_size}"
+            f"/{'+'.join(self.dedup_order)}/v{DEDUP_FORMAT}"
+            if self.dedup
+            else ""
+        )
         return fingerprint(
             *self.files.values(),
-            extra=f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}:{'+'.join(self.vocab_splits)}:v{TOKENIZER_FORMAT}",
+            extra=f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}:{'+'.join(self.vocab_splits)}:v{TOKENIZER_FORMAT}{dedup}",
         )
 
     @property
@@ -276,6 +431,7 @@ class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
             self.encoded(split)
 
     def setup(self, stage: str | None = None) -> None:
+        self.dedup_report  # noqa: B018 - every process knows (and rank 0 logs) what was dropped
         world_size = self.trainer.world_size if self.trainer is not None else 1
         train = self.encoded("train")
         if len(train) < self.block_size + 1:

@@ -2,6 +2,9 @@
 
 nanoGPT's split: the first 90% of the text trains, the last 10% validates. There is no test
 split, so `test` evaluates the validation text again (reported as test/* all the same).
+
+With `dedup: true` the whole text is deduplicated first, a document being a speech (a
+blank-line separated paragraph), and the kept text is then cut at `train_fraction`.
 """
 
 from __future__ import annotations
@@ -37,6 +40,11 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
         download: bool = True,
         cache_dir: str | None = None,
         batching: str = "random_windows",
+        dedup: bool = False,
+        dedup_threshold: float = 0.8,
+        dedup_num_perm: int = 128,
+        dedup_shingle_size: int = 5,
+        dedup_shingle: str = "word",
     ):
         if not 0.0 < train_fraction < 1.0:
             from suite.errors import UserError
@@ -54,6 +62,11 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
             download,
             cache_dir,
             batching=batching,
+            dedup=dedup,
+            dedup_threshold=dedup_threshold,
+            dedup_num_perm=dedup_num_perm,
+            dedup_shingle_size=dedup_shingle_size,
+            dedup_shingle=dedup_shingle,
         )
 
     def local_files(self) -> dict[str, Path] | None:
@@ -72,6 +85,9 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
 
     def read_lines(self, files: dict[str, Path]) -> dict[str, list[str]]:
         text = read_text(files["text"])
+        if self.dedup:  # before the split: a speech repeated anywhere is kept once
+            lines = self.remove_near_duplicates({"text": text.splitlines(keepends=True)})
+            text = "".join(lines["text"])
         cut = int(len(text) * self.train_fraction)
         valid = text[cut:].splitlines(keepends=True)
         return {"train": text[:cut].splitlines(keepends=True), "valid": valid, "test": valid}

@@ -9,6 +9,7 @@ HF hub (`Salesforce/wikitext`, config `wikitext-2-v1` or `wikitext-2-raw-v1`) wi
 from __future__ import annotations
 
 import os
+import re
 from pathlib import Path
 
 from datamodules.language_modeling import SPLITS, LanguageModelingDataModule
@@ -17,6 +18,7 @@ from datamodules.paths import atomic_write_bytes
 HUB_DATASET = "Salesforce/wikitext"
 HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
 VOCAB_FROM = ("train", "all")
+ARTICLE_HEADING = re.compile(r"^= (?!=).*(?<!=) =$")  # ` = Title = `, not ` = = Section = = `
 
 
 class WikiText2DataModule(LanguageModelingDataModule):
@@ -39,6 +41,11 @@ class WikiText2DataModule(LanguageModelingDataModule):
         cache_dir: str | None = None,
         batching: str = "random_windows",
         vocab_from: str = "train",
+        dedup: bool = False,
+        dedup_threshold: float = 0.8,
+        dedup_num_perm: int = 128,
+        dedup_shingle_size: int = 5,
+        dedup_shingle: str = "word",
     ):
         """
         Args:
@@ -68,7 +75,27 @@ class WikiText2DataModule(LanguageModelingDataModule):
             download,
             cache_dir,
             batching=batching,
+            dedup=dedup,
+            dedup_threshold=dedup_threshold,
+            dedup_num_perm=dedup_num_perm,
+            dedup_shingle_size=dedup_shingle_size,
+            dedup_shingle=dedup_shingle,
         )
+
+    def documents(self, lines: list[str]) -> list[list[str]]:
+        """Articles: a document starts at each ` = Title = ` heading, with the blank lines
+        just before it (lines before the first heading join the first article). Splits are
+        fixed by files, so near-duplicates are dropped from the later split in `dedup_order`
+        (train last)."""
+        documents: list[list[str]] = [[]]
+        for line in lines:
+            if ARTICLE_HEADING.match(line.strip()) and any(x.strip() for x in documents[-1]):
+                previous, blanks = documents[-1], []
+                while not previous[-1].strip():
+                    blanks.insert(0, previous.pop())
+                documents.append(blanks)
+            documents[-1].append(line)
+        return [doc for doc in documents if doc]
 
     def _layouts(self) -> list[dict[str, str]]:
         ext = "raw" if self.raw else "tokens"
