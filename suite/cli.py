@@ -83,6 +83,15 @@ class SuiteCLI(LightningCLI):
         parser.link_arguments(
             "data.block_size", "model.init_args.block_size", apply_on="instantiate"
         )
+        # Text classifiers: the classes, and word vectors the datamodule aligned to its vocabulary.
+        parser.link_arguments(
+            "data.num_classes", "model.init_args.num_classes", apply_on="instantiate"
+        )
+        parser.link_arguments(
+            "data.pretrained_embeddings",
+            "model.init_args.pretrained_embeddings",
+            apply_on="instantiate",
+        )
 
     def before_instantiate_classes(self) -> None:
         choose_wandb_mode()
