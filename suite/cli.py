@@ -92,6 +92,9 @@ class SuiteCLI(LightningCLI):
             "model.init_args.pretrained_embeddings",
             apply_on="instantiate",
         )
+        # Wide & Deep: the sizes of its inputs, fitted on the train split of the tabular data.
+        for fact in ("categorical_cardinalities", "num_numeric", "wide_dim"):
+            parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
         choose_wandb_mode()
