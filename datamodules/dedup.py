@@ -69,51 +69,93 @@ def drop_near_duplicates(
     if shingle not in SHINGLES:
         raise ValueError(f"shingle must be one of {', '.join(SHINGLES)}, got {shingle!r}")
 
-    signer = _Signer(num_perm, seed)
+    signatures = _signatures(documents, shingle, shingle_size, num_perm, seed)
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
-    signatures: dict[int, LeanMinHash] = {}  # of kept documents
-    word_hashes: dict[str, int] = {}  # shared cache: each distinct word is hashed once
+    kept_signatures: dict[int, LeanMinHash] = {}
     result = DedupResult(kept=[])
-    for i, text in enumerate(documents):
-        if shingle == "word":
-            hashes = _word_shingles(text, shingle_size, word_hashes)
-        else:
-            hashes = _char_shingles(text, shingle_size)
-        if hashes.size == 0:  # no text: nothing to compare
+    for i, values in enumerate(signatures):
+        if values is None:  # no text: nothing to compare
             result.kept.append(i)
             continue
-        signature = signer.sign(hashes)
+        signature = LeanMinHash(seed=seed, hashvalues=values, scheme="affine64")
         best, best_similarity = None, -1.0
         for j in sorted(lsh.query(signature)):
-            similarity = signature.jaccard(signatures[j])
+            similarity = signature.jaccard(kept_signatures[j])
             if similarity >= threshold and similarity > best_similarity:
                 best, best_similarity = j, similarity
         if best is None:
             lsh.insert(i, signature, check_duplication=False)
-            signatures[i] = signature
+            kept_signatures[i] = signature
             result.kept.append(i)
         else:
             result.dropped.append((i, best))
     return result
 
 
-class _Signer:
-    """MinHash signatures of 64-bit shingle hashes, with datasketch's affine64 permutations
-    (h -> a * h + b mod 2^64, `a` odd) applied with numpy in chunks."""
+def _signatures(
+    documents: Sequence[str], shingle: str, n: int, num_perm: int, seed: int
+) -> list[np.ndarray | None]:
+    """Every document's MinHash signature (None for a document without text), computed for
+    all documents at once: the documents' units (word or character hashes) in one array,
+    their shingles hashed in one pass, the permutations applied chunk by chunk."""
+    units, lengths = _units(documents, shingle)
+    starts = np.concatenate([[0], np.cumsum(lengths)[:-1]]).astype(np.int64)
+    # Shingle hashes: a polynomial over `n` consecutive units, grown one unit at a time;
+    # a document shorter than `n` units is one shingle, taken when the window has its length.
+    doc_ids, hashes = [], []
+    window = units.copy()
+    with np.errstate(over="ignore"):  # arithmetic mod 2^64 is meant
+        for size in range(1, n + 1):
+            if size > 1:
+                window = window[:-1] * _MIX + units[size - 1 :]
+            if size < n:
+                short = np.flatnonzero(lengths == size)
+                doc_ids.append(short)
+                hashes.append(window[starts[short]])
+        long = np.flatnonzero(lengths >= n)
+        counts = lengths[long] - n + 1
+        first = np.repeat(starts[long] - np.cumsum(counts) + counts, counts)
+        doc_ids.append(np.repeat(long, counts))
+        hashes.append(window[first + np.arange(counts.sum())])
+    doc_ids, hashes = np.concatenate(doc_ids), np.concatenate(hashes)
+    order = np.argsort(doc_ids, kind="stable")
+    doc_ids, hashes = doc_ids[order], _fmix64(hashes[order])
 
-    def __init__(self, num_perm: int, seed: int):
-        self.seed = seed
-        template = MinHash(num_perm=num_perm, seed=seed, scheme="affine64")
-        self.a, self.b = (np.asarray(p, dtype=np.uint64) for p in template.permutations)
-        self.empty = np.full(num_perm, np.iinfo(np.uint64).max, dtype=np.uint64)
+    template = MinHash(num_perm=num_perm, seed=seed, scheme="affine64")
+    a, b = (np.asarray(p, dtype=np.uint64) for p in template.permutations)
+    values = np.full((len(documents), num_perm), np.iinfo(np.uint64).max, dtype=np.uint64)
+    with np.errstate(over="ignore"):
+        for lo in range(0, hashes.size, _CHUNK):
+            ids = doc_ids[lo : lo + _CHUNK]
+            permuted = hashes[lo : lo + _CHUNK, None] * a + b  # datasketch's affine64
+            segments = np.flatnonzero(np.r_[True, ids[1:] != ids[:-1]])
+            mins = np.minimum.reduceat(permuted, segments, axis=0)
+            rows = ids[segments]  # distinct: a chunk holds each document's shingles in one run
+            values[rows] = np.minimum(values[rows], mins)
+    return [values[i] if lengths[i] else None for i in range(len(documents))]
 
-    def sign(self, hashes: np.ndarray) -> LeanMinHash:
-        values = self.empty.copy()
-        with np.errstate(over="ignore"):  # arithmetic mod 2^64 is meant
-            for start in range(0, hashes.size, _CHUNK):
-                chunk = _fmix64(hashes[start : start + _CHUNK])[:, None]
-                np.minimum(values, (chunk * self.a + self.b).min(axis=0), out=values)
-        return LeanMinHash(seed=self.seed, hashvalues=values, scheme="affine64")
+
+def _units(documents: Sequence[str], shingle: str) -> tuple[np.ndarray, np.ndarray]:
+    """All documents' units in one array of 64-bit hashes, and each document's count: words
+    (lower-cased, split at whitespace), hashed with blake2b once per distinct word, or
+    characters (lower-cased, whitespace runs read as one space)."""
+    if shingle == "char":
+        texts = [" ".join(text.lower().split()) for text in documents]
+        codes = np.frombuffer("".join(texts).encode("utf-32-le"), dtype=np.uint32)
+        lengths = np.array([len(t) for t in texts], dtype=np.int64)
+        return _fmix64(codes.astype(np.uint64) + np.uint64(1)), lengths
+    cache: dict[str, int] = {}
+    flat: list[int] = []
+    lengths = np.zeros(len(documents), dtype=np.int64)
+    for i, text in enumerate(documents):
+        words = text.lower().split()
+        lengths[i] = len(words)
+        for w in words:
+            h = cache.get(w)
+            if h is None:
+                h = cache[w] = _word_hash(w)
+            flat.append(h)
+    return np.array(flat, dtype=np.uint64), lengths
 
 
 def _fmix64(h: np.ndarray) -> np.ndarray:
@@ -126,40 +168,8 @@ def _fmix64(h: np.ndarray) -> np.ndarray:
         return h ^ (h >> np.uint64(33))
 
 
-def _rolling(units: np.ndarray, n: int) -> np.ndarray:
-    """One 64-bit hash per window of `n` consecutive units (a polynomial in the units); fewer
-    than `n` units make one window of all of them."""
-    n = min(n, units.size)
-    h = np.zeros(units.size - n + 1, dtype=np.uint64)
-    with np.errstate(over="ignore"):
-        for k in range(n):
-            h = h * _MIX + units[k : units.size - n + 1 + k]
-    return np.unique(h)  # a set: repeated shingles count once
-
-
 def _word_hash(word: str) -> int:
     return int.from_bytes(hashlib.blake2b(word.encode("utf-8"), digest_size=8).digest(), "little")
-
-
-def _word_shingles(text: str, n: int, cache: dict[str, int]) -> np.ndarray:
-    words = text.lower().split()
-    if not words:
-        return np.zeros(0, dtype=np.uint64)
-    ids = []
-    for w in words:
-        h = cache.get(w)
-        if h is None:
-            h = cache[w] = _word_hash(w)
-        ids.append(h)
-    return _rolling(np.array(ids, dtype=np.uint64), n)
-
-
-def _char_shingles(text: str, n: int) -> np.ndarray:
-    text = " ".join(text.lower().split())
-    if not text:
-        return np.zeros(0, dtype=np.uint64)
-    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32).astype(np.uint64)
-    return _rolling(_fmix64(codes + np.uint64(1)), n)
 
 
 # --- documents as blocks of lines (what a text corpus is cut into before deduplication) ----
