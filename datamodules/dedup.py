@@ -31,6 +31,7 @@ from datasketch import LeanMinHash, MinHash, MinHashLSH
 SHINGLES = ("word", "char")
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the polynomial rolling hash
 _CHUNK = 4096  # shingles hashed at once: bounds memory at _CHUNK x num_perm x 8 bytes
+_BATCH = 1 << 23  # characters of documents signed at once (a few hundred MB at most)
 # LSH bands tuned for recall: datasketch's default weighs false positives and negatives alike
 # and misses 7% of pairs at Jaccard 0.9 (threshold 0.8); a false positive only costs one
 # signature comparison here, since every candidate is checked against the threshold.
@@ -69,7 +70,11 @@ def drop_near_duplicates(
     if shingle not in SHINGLES:
         raise ValueError(f"shingle must be one of {', '.join(SHINGLES)}, got {shingle!r}")
 
-    signatures = _signatures(documents, shingle, shingle_size, num_perm, seed)
+    signatures = (  # batch by batch, so memory stays bounded on a large corpus
+        values
+        for batch in _batches(documents)
+        for values in _signatures(batch, shingle, shingle_size, num_perm, seed)
+    )
     lsh = MinHashLSH(threshold=threshold, num_perm=num_perm, weights=LSH_WEIGHTS)
     kept_signatures: dict[int, LeanMinHash] = {}
     result = DedupResult(kept=[])
@@ -90,6 +95,19 @@ def drop_near_duplicates(
         else:
             result.dropped.append((i, best))
     return result
+
+
+def _batches(documents: Sequence[str]) -> Iterable[list[str]]:
+    """Consecutive documents, about `_BATCH` characters a batch."""
+    batch, size = [], 0
+    for text in documents:
+        batch.append(text)
+        size += len(text)
+        if size >= _BATCH:
+            yield batch
+            batch, size = [], 0
+    if batch:
+        yield batch
 
 
 def _signatures(

@@ -13,6 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
+from datamodules import dedup
 from datamodules.dedup import blank_line_blocks, drop_near_duplicates
 from datamodules.tinyshakespeare import TinyShakespeareDataModule
 from datamodules.wikitext2 import WikiText2DataModule
@@ -59,6 +60,13 @@ def test_lsh_drops_planted_near_duplicates_and_keeps_distinct_documents():
     result = drop_near_duplicates(docs)
     assert result.kept == list(range(20))  # every original, in order
     assert dict(result.dropped) == planted  # each copy, against the first occurrence
+
+
+def test_batches_change_nothing(monkeypatch):
+    docs, _ = planted_corpus()
+    whole = drop_near_duplicates(docs, shingle="char")
+    monkeypatch.setattr(dedup, "_BATCH", 3000)  # about two documents a batch
+    assert drop_near_duplicates(docs, shingle="char") == whole
 
 
 def test_character_shingles_catch_typos():
