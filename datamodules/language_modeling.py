@@ -345,8 +345,9 @@ class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
     @property
     def dedup_report(self) -> dict | None:
         """What near-duplicate removal dropped: `documents`, `dropped`, `by_split` (documents
-        and dropped per split, or per text split afterwards) and a few `examples`; None when
-        `dedup` is off. Read from the cache when the token ids are."""
+        and dropped per split; one `text` where the corpus deduplicates before making its
+        split) and a few `examples`; None when `dedup` is off. Read back from the cache when
+        the token ids are."""
         if self.dedup and self._dedup_report is None:
             path = self._dedup_report_path()
             if path.exists():
