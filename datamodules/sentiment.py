@@ -24,7 +24,6 @@ model never reads a vocabulary, and datamodules never import a model.
 from __future__ import annotations
 
 import io
-import logging
 import random
 import re
 import tarfile
@@ -35,6 +34,7 @@ from pathlib import Path
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
 from datamodules.corpus import CorpusFolder
@@ -46,8 +46,6 @@ from datamodules.paths import (
 )
 from datamodules.tokenizers import UNK, word_vocabulary
 from suite.errors import DataError, UserError
-
-log = logging.getLogger(__name__)
 
 PAD = "<pad>"
 SPECIALS = (PAD, UNK)  # ids 0 and 1
@@ -325,7 +323,7 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
             torch.save({"vectors": aligned, "found": found}, buffer)
             atomic_write_bytes(path, buffer.getvalue())
         found = torch.load(path, weights_only=True)["found"]
-        log.info(
+        rank_zero_info(
             "word vectors from %s: %d of %d vocabulary words found, the rest keep a random init",
             self.word_vectors,
             int(found.sum()),

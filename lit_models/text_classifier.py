@@ -17,19 +17,17 @@ forward state after word n and, bidirectional, the backward state after word 1.
 
 from __future__ import annotations
 
-import logging
 from pathlib import Path
 
 import lightning as L
 import torch
 import torch.nn.functional as F
+from lightning.pytorch.utilities import rank_zero_info
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score
 
 from suite.errors import UserError
-
-log = logging.getLogger(__name__)
 
 CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
 POOLINGS = ("last", "mean", "max")
@@ -114,7 +112,7 @@ class TextClassifier(L.LightningModule):
             )
         with torch.no_grad():
             self.embedding.weight[found] = vectors[found]
-        log.info("pretrained embeddings: %d of %d rows", int(found.sum()), len(found))
+        rank_zero_info("pretrained embeddings: %d of %d rows", int(found.sum()), len(found))
 
     # --- the model --------------------------------------------------------------------
     def forward(self, input_ids: torch.Tensor, lengths: torch.Tensor) -> torch.Tensor:

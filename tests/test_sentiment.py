@@ -3,6 +3,7 @@ over packed sequences, pretrained word vectors, and both configs through the CLI
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 import pytest
@@ -57,6 +58,16 @@ def test_sst2_config_fits_and_tests_from_checkpoint(tmp_path):
     for metric in ("test/acc", "test/f1", "test/loss"):
         assert metric in proc.stdout
     assert list(tmp_path.rglob("classification_report/test-*.png"))
+    # ...and logged them to W&B with a table of the most confident mistakes.
+    assert list(tmp_path.rglob("wandb/*/files/media/images/val/confusion_matrix_*.png"))
+    (table, *_) = sorted(tmp_path.rglob("wandb/*/files/media/table/val/misclassified_*.json"))
+    logged = json.loads(table.read_text())
+    assert logged["columns"] == ["text", "true", "predicted", "confidence"]
+    assert logged["data"], "a barely trained model gets some dev sentences wrong"
+    text, true, predicted, confidence = logged["data"][0]
+    assert {true, predicted} == {"negative", "positive"} and 0.5 <= confidence <= 1.0
+    confidences = [row[3] for row in logged["data"]]
+    assert confidences == sorted(confidences, reverse=True)
     state = torch.load(last, map_location="cpu", weights_only=False)
     assert state["hyper_parameters"]["num_classes"] == 2  # linked from the data
     assert state["hyper_parameters"]["cell"] == "lstm"
