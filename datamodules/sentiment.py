@@ -383,6 +383,10 @@ class SST2DataModule(SentimentDataModule):
     SST-2's test labels are hidden (GLUE scores them on its server), so **the dev split is
     both the validation and the test set**: test/* figures are dev figures, not a held-out
     test, and a checkpoint chosen on val/acc is optimistic on them.
+
+    The hub's dev split is GLUE's 872 whole sentences. The offline copy in ../shared/data is
+    different: its 60,614 + 6,735 rows are phrases adding up to GLUE's 67,349 training
+    phrases, so its dev figures are not comparable with published SST-2 dev accuracy.
     """
 
     corpus = "sst2"
