@@ -22,7 +22,7 @@ from pathlib import Path
 import lightning as L
 import torch
 import torch.nn.functional as F
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score
@@ -101,7 +101,10 @@ class TextClassifier(L.LightningModule):
     def load_pretrained(self, path: Path) -> None:
         """Copy the found rows of the datamodule's aligned vectors into the embedding."""
         if not path.is_file():
-            raise UserError(f"model.pretrained_embeddings: {path} not found")
+            # The datamodule writes this file, so it is only missing when a checkpoint is loaded
+            # on another machine, where the checkpoint's trained weights replace the init anyway.
+            rank_zero_warn(f"pretrained embeddings {path} not found: the random init is kept")
+            return
         saved = torch.load(path, map_location="cpu", weights_only=True)
         vectors, found = saved["vectors"], saved["found"]
         if vectors.shape != self.embedding.weight.shape:

@@ -289,3 +289,15 @@ def test_pretrained_vectors_land_in_their_words_rows(tmp_path):
         tiny_model(
             vocab_size=data.vocab_size, emb_size=8, pretrained_embeddings=data.pretrained_embeddings
         )
+
+
+def test_checkpoint_loads_where_the_aligned_vectors_file_is_gone(tmp_path):
+    vectors = {"vectors": torch.ones(30, 8), "found": torch.ones(30, dtype=torch.bool)}
+    torch.save(vectors, tmp_path / "aligned.pt")
+    model = tiny_model(pretrained_embeddings=str(tmp_path / "aligned.pt"))
+    assert (model.embedding.weight == 1).all()
+    (tmp_path / "aligned.pt").unlink()  # e.g. the checkpoint moved to another machine
+    with pytest.warns(UserWarning, match="not found"):
+        elsewhere = tiny_model(pretrained_embeddings=str(tmp_path / "aligned.pt"))
+    elsewhere.load_state_dict(model.state_dict())
+    assert (elsewhere.embedding.weight == 1).all()
