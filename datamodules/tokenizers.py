@@ -12,6 +12,7 @@ sub-word or character loss into word-level perplexity and bits per character.
 
 from __future__ import annotations
 
+import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
@@ -332,3 +333,56 @@ def decode_translation(tok: Tokenizer, kind: str, ids: Sequence[int]) -> str:
     if kind == "bpe":
         return tok.decode(kept, skip_special_tokens=False).strip()
     return detokenize([tok.id_to_token(i) for i in kept])
+
+
+# --- bytes: a tokenizer that needs no training ---------------------------------------------
+
+
+class ByteTokenizer:
+    """UTF-8 bytes (ids 0-255) plus a few special tokens (256, 257, ...), written in the text
+    as their names (`<|endoftext|>`, ...). Any language in, nothing unknown, nothing to
+    train or cache: two runs on different corpora share the same ids, which is what lets a
+    GPT pretrained on one text be fine-tuned on another (the chat corpus)."""
+
+    def __init__(self, specials: Sequence[str] = (END_OF_TEXT,)):
+        self.specials = list(specials)
+        self.special_ids = {s: 256 + i for i, s in enumerate(self.specials)}
+        # Longest first, so that no special is cut by a shorter one it starts with.
+        self._special_pattern = "|".join(
+            re.escape(s) for s in sorted(self.specials, key=len, reverse=True)
+        )
+
+    @property
+    def vocab_size(self) -> int:
+        return 256 + len(self.specials)
+
+    @property
+    def name(self) -> str:
+        """Says which ids mean what; equal names, interchangeable token ids."""
+        return "bytes+" + ",".join(self.specials)
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.special_ids.get(token)
+
+    def encode(self, text: str) -> list[int]:
+        ids: list[int] = []
+        for piece in re.split(f"({self._special_pattern})", text) if self.specials else [text]:
+            if piece in self.special_ids:
+                ids.append(self.special_ids[piece])
+            elif piece:
+                ids.extend(piece.encode("utf-8"))
+        return ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of ids; a byte run cut inside a character decodes to U+FFFD, not an error."""
+        out, run = [], bytearray()
+        for i in ids:
+            i = int(i)
+            if i < 256:
+                run.append(i)
+                continue
+            out.append(run.decode("utf-8", errors="replace"))
+            run = bytearray()
+            out.append(self.specials[i - 256] if i - 256 < len(self.specials) else "")
+        out.append(run.decode("utf-8", errors="replace"))
+        return "".join(out)

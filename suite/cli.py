@@ -47,6 +47,8 @@ class SuiteCLI(LightningCLI):
             "generate": {"model", "datamodule"},
             "translate": {"model", "datamodule"},
             "lr_find": {"model", "datamodule"},
+            "merge_lora": {"model", "datamodule"},
+            "chat": {"model", "datamodule"},
         }
 
     def _parse_ckpt_path(self) -> None:

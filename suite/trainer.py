@@ -20,6 +20,7 @@ import torch
 
 from lit_models.modules.decoding import generate_text, generate_text_beam_search
 from suite.errors import UserError
+from suite.lora_commands import LoRACommands
 
 UNK_ID = 3  # <pad> 0, <bos> 1, <eos> 2, <unk> 3: fixed for every translation corpus
 
@@ -33,7 +34,7 @@ def resolve_precision(precision, accelerator="auto"):
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
-class Trainer(L.Trainer):
+class Trainer(LoRACommands, L.Trainer):
     def __init__(
         self,
         *args,

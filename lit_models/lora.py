@@ -1,0 +1,346 @@
+"""LoRA: low-rank adaptation of a pretrained GPT (Hu et al. 2021), through HF `peft`.
+
+Each adapted projection W (d_out x d_in) of the frozen base keeps W and learns a low-rank
+update, scaled by alpha / r:
+
+    h = W x + (alpha / r) * B A x,    A: r x d_in (random),  B: d_out x r (zeros)
+
+B starts at zero, so the adapted model starts as the base model exactly. Only A and B train:
+a few percent of the parameters, and the optimizer holds state for those only.
+
+The targets are the GPT's projections by name: `in_proj` (the stacked W_Q, W_K, W_V) and
+`out_proj` (W^O) of the attention, `fc` and `proj` of the feed-forward network.
+
+QLoRA (Dettmers et al. 2023): with `quantize: 4bit` the frozen base's linear layers are
+stored in 4-bit NormalFloat through bitsandbytes (CUDA only) while A and B stay in full
+precision.
+
+Checkpoints of a LoRA run hold the adapter (A and B) and a reference to the base checkpoint
+(its path, size and SHA-256); loading one rebuilds the base from that file and refuses a base
+that has changed since. `merged_gpt()` folds B A into W and returns a plain GPT.
+"""
+
+from __future__ import annotations
+
+import copy
+import hashlib
+import inspect
+from pathlib import Path
+
+import torch
+from torch import nn
+
+from lit_models.gpt import GPT, _total_steps
+from lit_models.language_model import LanguageModel
+from lit_models.optim import WarmupCosineSchedule, adamw_decaying_matrices
+from suite.errors import UserError
+
+TARGETS = ("in_proj", "out_proj", "fc", "proj")
+QUANTIZE = ("none", "4bit")
+ADAPTER_MARK = "lora_"  # in the name of every adapter tensor (peft's lora_A, lora_B)
+GPT_CLASS_PATHS = ("lit_models.GPT", "lit_models.gpt.GPT")
+
+
+class LoRAGPT(LanguageModel):
+    def __init__(
+        self,
+        base_checkpoint: str,
+        rank: int = 8,
+        alpha: float = 16.0,
+        dropout: float = 0.05,
+        target_modules: list[str] | None = None,
+        quantize: str = "none",
+        learning_rate: float = 1e-3,
+        min_learning_rate: float = 1e-4,
+        weight_decay: float = 0.0,
+        betas: tuple[float, float] = (0.9, 0.99),
+        warmup_steps: int = 20,
+        lr_decay_steps: int | None = None,
+        vocab_size: int | None = None,
+        block_size: int | None = None,
+        base_sha256: str | None = None,
+    ):
+        """
+        Args:
+            base_checkpoint: a GPT checkpoint written by `python main.py fit` (its .ckpt).
+            rank, alpha, dropout: LoRA's r, scaling numerator (update scaled by alpha / r)
+                and the dropout on the adapter's input.
+            target_modules: projections to adapt, among in_proj, out_proj (attention), fc and
+                proj (feed-forward); default: in_proj and out_proj.
+            quantize: `4bit` keeps the frozen base in 4-bit NF4 (QLoRA; CUDA + bitsandbytes).
+            vocab_size, block_size: set by the datamodule (linked by the CLI); checked against
+                the base, which must have been trained on the same token ids (and the data's
+                `tokenizer_name`, when it has one, against the base's record at setup).
+            base_sha256: set automatically (the base file's hash when the run started); a
+                checkpoint of this run then loads only with that same base.
+        """
+        super().__init__()
+        targets = list(target_modules or ["in_proj", "out_proj"])
+        unknown = sorted(set(targets) - set(TARGETS))
+        if unknown or not targets:
+            raise UserError(
+                f"model.target_modules: {unknown or targets} not adaptable; choose among {', '.join(TARGETS)}."
+            )
+        if quantize not in QUANTIZE:
+            raise UserError(
+                f"model.quantize={quantize!r} is not known; choose one of {', '.join(QUANTIZE)}."
+            )
+        if rank < 1:
+            raise UserError(f"model.rank must be a positive integer, got {rank}.")
+        if quantize == "4bit":
+            require_qlora()
+        base = read_base_checkpoint(base_checkpoint)
+        check_base_fits(base, vocab_size, block_size, base_sha256)
+        self.save_hyperparameters()
+        self.hparams.target_modules = targets
+        self.hparams.base_sha256 = base["sha256"]  # saved with the run: a later load checks it
+        self.base_hparams = base["hparams"]
+        self.base_tokenizer = base["tokenizer"]
+        self.block_size = self.base_hparams["block_size"]
+
+        gpt = build_gpt(self.base_hparams, base["state_dict"])
+        if quantize == "4bit":
+            quantize_linear_layers_4bit(gpt)
+        from peft import LoraConfig, get_peft_model  # imported here: ~2 s that only LoRA runs pay
+
+        config = LoraConfig(
+            r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none"
+        )
+        self.model = get_peft_model(gpt, config)  # freezes the base, adds A and B
+
+    # --- what the model computes -------------------------------------------------------------
+    @property
+    def gpt(self) -> GPT:
+        """The base GPT with the adapters inside its projections."""
+        return self.model.base_model.model
+
+    def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
+        return self.model(input_ids)
+
+    # decoding (lit_models.modules.decoding) goes through the adapted GPT
+    def start_decoding(self, input_ids, attention_mask):
+        return self.gpt.start_decoding(input_ids, attention_mask)
+
+    def continue_decoding(self, state, next_ids):
+        return self.gpt.continue_decoding(state, next_ids)
+
+    def reorder_decoding_state(self, state, rows):
+        return self.gpt.reorder_decoding_state(state, rows)
+
+    def parameter_counts(self) -> tuple[int, int]:
+        """(trainable, total) parameters; the tied embedding counts once."""
+        return self.model.get_nb_trainable_parameters()
+
+    def adapter_state_dict(self) -> dict[str, torch.Tensor]:
+        return {k: v for k, v in self.state_dict().items() if ADAPTER_MARK in k}
+
+    def merged_gpt(self) -> GPT:
+        """A plain GPT with each adapter folded into its weight (W + alpha/r B A); this model
+        is left as it is."""
+        if self.hparams.quantize != "none":
+            raise UserError(
+                "merge a QLoRA adapter from an unquantized copy: `merge_lora` rebuilds one."
+            )
+        merged = copy.deepcopy(self.model).merge_and_unload()
+        merged.eval()
+        return merged
+
+    # --- training ---------------------------------------------------------------------------
+    def setup(self, stage: str) -> None:
+        # The base's run recorded its datamodule's tokenizer (ChatDataModule.state_dict); a
+        # different one here means other token ids, even with the same vocabulary size.
+        data = self.trainer.datamodule if self._trainer is not None else None
+        name = getattr(data, "tokenizer_name", None)
+        if name and self.base_tokenizer and name != self.base_tokenizer:
+            raise UserError(
+                f"model.base_checkpoint {self.hparams.base_checkpoint} was trained with the "
+                f"tokenizer {self.base_tokenizer!r}, the data uses {name!r}: the token ids differ."
+            )
+
+    def on_fit_start(self) -> None:
+        trainable, total = self.parameter_counts()
+        print(
+            f"LoRA r={self.hparams.rank} on {', '.join(self.hparams.target_modules)}: "
+            f"{trainable:,} trainable parameters of {total:,} ({100 * trainable / total:.2f}%)"
+        )
+        for logger in self.loggers:
+            logger.log_hyperparams({"params/trainable": trainable, "params/total": total})
+
+    def configure_optimizers(self):
+        hp = self.hparams
+        optimizer = adamw_decaying_matrices(
+            self, hp.learning_rate, hp.weight_decay, tuple(hp.betas)
+        )
+        decay_steps = hp.lr_decay_steps or _total_steps(self)
+        floor = hp.min_learning_rate / hp.learning_rate if hp.learning_rate > 0 else 1.0
+        schedule = WarmupCosineSchedule(optimizer, hp.warmup_steps, decay_steps, floor)
+        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+
+    # --- checkpoints: the adapter and a reference to the base --------------------------------
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        checkpoint["state_dict"] = {
+            k: v for k, v in checkpoint["state_dict"].items() if ADAPTER_MARK in k
+        }
+        checkpoint["lora_base"] = {
+            "path": str(Path(self.hparams.base_checkpoint).resolve()),
+            "sha256": self.hparams.base_sha256,
+        }
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        reference = checkpoint.get("lora_base", {})
+        if reference.get("sha256") not in (None, self.hparams.base_sha256):
+            raise UserError(
+                f"this adapter was trained on {reference.get('path')} (sha256 "
+                f"{reference['sha256'][:12]}), but the base checkpoint now is "
+                f"{self.hparams.base_checkpoint} (sha256 {self.hparams.base_sha256[:12]}): "
+                f"the base has changed. Use the base it was trained on."
+            )
+
+    def load_state_dict(self, state_dict, strict: bool = True, assign: bool = False):
+        """An adapter-only state dict (a LoRA checkpoint) completes itself with the base
+        weights already in place, so that Lightning's strict loading works unchanged."""
+        if state_dict and all(ADAPTER_MARK in k for k in state_dict):
+            state_dict = {**self.state_dict(), **state_dict}
+        return super().load_state_dict(state_dict, strict=strict, assign=assign)
+
+
+# --- the base checkpoint -------------------------------------------------------------------
+
+
+def build_gpt(hparams: dict, state_dict: dict) -> GPT:
+    """The base GPT with its weights. Its hyperparameters are set again after construction:
+    Lightning's save_hyperparameters reads the arguments of the enclosing __init__ frames (and,
+    under the CLI, the hyperparameters it is instantiating), so a GPT built while LoRAGPT is
+    being built would record LoRAGPT's arguments as its own (and then miss e.g. kv_cache)."""
+    gpt = GPT(**hparams)
+    gpt.hparams.clear()
+    gpt.hparams.update(hparams)
+    gpt.load_state_dict(state_dict)
+    return gpt
+
+
+def file_sha256(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        for chunk in iter(lambda: f.read(1 << 20), b""):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def read_base_checkpoint(path: str) -> dict:
+    """The GPT's hyperparameters and weights from a checkpoint of `fit`, with the file's hash
+    and the tokenizer its datamodule recorded (if any); a clear UserError otherwise."""
+    file = Path(path).expanduser()
+    if not file.is_file():
+        raise UserError(
+            f"model.base_checkpoint {file}: no such file. Pretrain a GPT first (python main.py fit "
+            f"--config configs/gpt_chat_pretrain.yaml) and point model.init_args.base_checkpoint "
+            f"at its seqmodels/<run-id>/checkpoints/last.ckpt."
+        )
+    try:
+        ckpt = torch.load(file, map_location="cpu", weights_only=True)
+    except Exception as err:  # truncated file, not a checkpoint at all, ...
+        raise UserError(
+            f"model.base_checkpoint {file}: not a readable checkpoint ({type(err).__name__})."
+        ) from None
+    hparams = dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
+    class_path = hparams.pop("_class_path", None)
+    hparams.pop("_instantiator", None)
+    if class_path not in GPT_CLASS_PATHS or "state_dict" not in ckpt:
+        what = class_path or "no model class recorded"
+        hint = " (an adapter: merge it with `merge_lora` first)" if "LoRA" in str(what) else ""
+        raise UserError(
+            f"model.base_checkpoint {file}: not a GPT checkpoint ({what}){hint}. Give a "
+            f"checkpoint written by `python main.py fit` with lit_models.GPT."
+        )
+    # The CLI's record can hold keys that GPT takes no argument for (facts of the data that
+    # other models receive through the CLI's links): keep GPT's own.
+    accepted = inspect.signature(GPT.__init__).parameters
+    hparams = {k: v for k, v in hparams.items() if k in accepted}
+    tokenizer = next(
+        (
+            v["tokenizer"]
+            for v in ckpt.values()
+            if isinstance(v, dict) and isinstance(v.get("tokenizer"), str)
+        ),
+        None,
+    )
+    return {
+        "path": str(file),
+        "hparams": hparams,
+        "state_dict": ckpt["state_dict"],
+        "sha256": file_sha256(file),
+        "tokenizer": tokenizer,
+    }
+
+
+def check_base_fits(
+    base: dict,
+    vocab_size: int | None,
+    block_size: int | None,
+    expected_sha256: str | None,
+) -> None:
+    """The data must speak the base's token ids and fit its context; a resumed or reloaded
+    adapter needs the very base it was trained on."""
+    hp, where = base["hparams"], f"model.base_checkpoint {base['path']}"
+    if expected_sha256 and expected_sha256 != base["sha256"]:
+        raise UserError(
+            f"{where} has changed since the adapter was trained (sha256 {base['sha256'][:12]}, "
+            f"expected {expected_sha256[:12]}). Use the base it was trained on."
+        )
+    if vocab_size is not None and vocab_size != hp.get("vocab_size"):
+        raise UserError(
+            f"{where} has a vocabulary of {hp.get('vocab_size')} tokens, the data {vocab_size}: "
+            f"the base must be pretrained with the data's tokenizer (see configs/gpt_chat_pretrain.yaml)."
+        )
+    if block_size is not None and block_size > hp.get("block_size", 0):
+        raise UserError(
+            f"{where} has a context of {hp.get('block_size')} tokens, shorter than "
+            f"data.block_size={block_size}: lower data.init_args.block_size to {hp.get('block_size')} or less."
+        )
+
+
+# --- QLoRA ---------------------------------------------------------------------------------
+
+
+def require_qlora() -> None:
+    """4-bit base weights need a CUDA GPU and bitsandbytes; say so, and how to fix, up front."""
+    if not torch.cuda.is_available():
+        raise UserError(
+            "model.quantize=4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels do not run "
+            "on this machine. Set model.init_args.quantize=none for plain LoRA, or run on a GPU."
+        )
+    try:
+        import bitsandbytes  # noqa: F401
+    except ImportError:
+        raise UserError(
+            'model.quantize=4bit (QLoRA) needs bitsandbytes: pip install -e ".[qlora]" '
+            "(or pip install bitsandbytes), or set model.init_args.quantize=none."
+        ) from None
+
+
+def quantize_linear_layers_4bit(gpt: GPT) -> None:
+    """Replace the transformer blocks' nn.Linear layers by bitsandbytes' 4-bit NF4 layers (the
+    weights are quantized when moved to the GPU, done here). The output layer, tied to the
+    embedding, stays in full precision."""
+    import bitsandbytes as bnb
+
+    compute_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    for parent in list(gpt.blocks.modules()):
+        for name, child in list(parent.named_children()):
+            if not isinstance(child, nn.Linear):
+                continue
+            layer = bnb.nn.Linear4bit(
+                child.in_features,
+                child.out_features,
+                bias=child.bias is not None,
+                compute_dtype=compute_dtype,
+                quant_type="nf4",
+            )
+            layer.weight = bnb.nn.Params4bit(
+                child.weight.data, requires_grad=False, quant_type="nf4"
+            )
+            if child.bias is not None:
+                layer.bias = nn.Parameter(child.bias.data, requires_grad=False)
+            setattr(parent, name, layer)
+    gpt.cuda()
