@@ -8,8 +8,8 @@ a checkpoint.
 
 Files:
 - similarity (WordSim-353, SimLex-999, MEN): one pair a line, `word1 word2 score`, separated
-  by tabs, spaces or commas; a first line whose score is not a number is a header; `#`
-  starts a comment.
+  by tabs or commas (then fields may hold spaces) or else by spaces; a first line whose last
+  field is not a number is a header; `#` starts a comment.
 - analogy (word2vec's questions-words.txt): `: section` lines, then `a b c d` lines, read
   "a is to b as c is to d"; the answer is the word nearest to b - a + c (cosine, a, b and c
   excluded), as in word2vec's compute-accuracy and gensim.
@@ -48,17 +48,18 @@ def read_similarity_file(path: str | Path) -> list[tuple[str, str, float]]:
         line = line.split("#", 1)[0].strip()
         if not line:
             continue
-        fields = [f for f in re.split(r"[\t ,]+", line) if f]
+        separator = r"[\t,]" if ("\t" in line or "," in line) else r"\s+"
+        fields = [f.strip() for f in re.split(separator, line) if f.strip()]
+        try:
+            score = float(fields[-1])
+        except ValueError:
+            if not pairs and line_no == 1:
+                continue  # a header such as "Word 1,Word 2,Human (mean)"
+            raise DataError(f"{path}:{line_no}: the score {fields[-1]!r} is not a number") from None
         if len(fields) != 3:
             raise DataError(
                 f"{path}:{line_no}: expected 'word1 word2 score', found {len(fields)} fields: {line[:80]!r}"
             )
-        try:
-            score = float(fields[2])
-        except ValueError:
-            if not pairs and line_no == 1:
-                continue  # a header such as "Word 1,Word 2,Human (mean)"
-            raise DataError(f"{path}:{line_no}: the score {fields[2]!r} is not a number") from None
         pairs.append((fields[0], fields[1], score))
     if not pairs:
         raise DataError(f"{path}: no word pairs in the similarity file")

@@ -72,7 +72,9 @@ class Word2Vec(L.LightningModule):
             )
         if vocab_size < 1:
             raise UserError("word2vec needs a vocabulary of at least one word.")
-        self.save_hyperparameters()
+        # The counts travel in the state dict (a buffer), not in the hyperparameters: a list of
+        # tens of thousands of numbers there would be re-validated by the CLI on every load.
+        self.save_hyperparameters(ignore=["word_counts"])
         # Updates are made in training_step: word2vec's own SGD rule, or SparseAdam.
         self.automatic_optimization = False
         self.architecture, self.negative = architecture, negative
@@ -82,18 +84,36 @@ class Word2Vec(L.LightningModule):
         if negative > 0:
             self.output_vectors = nn.Embedding(vocab_size, d, sparse=True)
         else:  # hierarchical softmax: one output vector per inner node of the Huffman tree
-            if word_counts is None or len(word_counts) != vocab_size:
-                raise UserError(
-                    "hierarchical softmax needs the word counts (link data.word_counts)."
-                )
             if vocab_size < 2:
                 raise UserError("hierarchical softmax needs at least two words in the vocabulary.")
-            codes, points, mask = padded_paths(word_counts)
-            self.register_buffer("codes", codes, persistent=False)
-            self.register_buffer("points", points, persistent=False)
-            self.register_buffer("path_mask", mask, persistent=False)
+            if word_counts is not None and len(word_counts) != vocab_size:
+                raise UserError(
+                    f"{len(word_counts)} word counts for a vocabulary of {vocab_size} words."
+                )
+            # Zeros when rebuilt from a checkpoint: load_state_dict fills in the real counts.
+            counts = torch.zeros(vocab_size, dtype=torch.long)
+            if word_counts is not None:
+                counts = torch.as_tensor(word_counts, dtype=torch.long)
+            self.register_buffer("word_counts", counts)
+            self._tree: tuple[torch.Tensor, ...] | None = None
+            self.register_load_state_dict_post_hook(lambda module, keys: module._forget_tree())
             self.output_vectors = nn.Embedding(vocab_size - 1, d, sparse=True)
         nn.init.zeros_(self.output_vectors.weight)
+
+    def _forget_tree(self) -> None:
+        self._tree = None
+
+    @property
+    def tree(self) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """The Huffman tree of the word counts: codes, inner-node ids and mask, each (V, depth)."""
+        device = self.word_counts.device
+        if self._tree is None or self._tree[0].device != device:
+            if not bool((self.word_counts > 0).all()):
+                raise UserError(
+                    "hierarchical softmax needs the word counts (link data.word_counts to the model)."
+                )
+            self._tree = tuple(t.to(device) for t in padded_paths(self.word_counts.tolist()))
+        return self._tree
 
     # --- the hidden vector h that predicts a word -----------------------------------------
     def hidden(self, batch: dict[str, torch.Tensor]) -> tuple[torch.Tensor, torch.Tensor]:
@@ -123,9 +143,9 @@ class Word2Vec(L.LightningModule):
             labels[:, 0] = 1.0
             return rows, labels, torch.ones_like(labels)
         return (
-            self.points[target],
-            1.0 - self.codes[target],
-            self.path_mask[target].to(self.dtype_of_vectors),
+            self.tree[1][target],
+            1.0 - self.tree[0][target],
+            self.tree[2][target].to(self.dtype_of_vectors),
         )
 
     @property
@@ -146,7 +166,8 @@ class Word2Vec(L.LightningModule):
 
     def hierarchical_softmax_log_prob(self, h: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """log p(target | h) under hierarchical softmax: the product of the turns' probabilities."""
-        rows, labels, mask = self.points[target], 1.0 - self.codes[target], self.path_mask[target]
+        codes, points, path_mask = self.tree
+        rows, labels, mask = points[target], 1.0 - codes[target], path_mask[target]
         x = self.logits(h, rows)
         return -(F.binary_cross_entropy_with_logits(x, labels, reduction="none") * mask).sum(-1)
 
