@@ -182,6 +182,20 @@ def test_sgd_update_lowers_the_loss_of_its_batch_for_both_objectives():
             assert model.loss(batch).mean() < before - 0.01, (architecture, negative)
 
 
+def test_sparse_adam_path_trains_through_sparse_gradients():
+    ids = np.random.default_rng(0).integers(0, len(COUNTS), size=2000)
+    batch = next(iter(examples(ids, negative=5)))
+    model = Word2Vec(len(COUNTS), embedding_dim=8, optimizer="sparse_adam")
+    optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=0.05)
+    before = model.loss(batch).mean()
+    for _ in range(5):
+        optimizer.zero_grad()
+        model.loss(batch).mean().backward()
+        assert model.input_vectors.weight.grad.is_sparse  # only the batch's rows are touched
+        optimizer.step()
+    assert model.loss(batch).mean() < before - 0.01
+
+
 # --- vectors out -------------------------------------------------------------------------
 def test_exported_vectors_load_in_gensim_with_the_same_neighbours(tmp_path):
     from gensim.models import KeyedVectors
