@@ -279,3 +279,26 @@ def test_config_fits_and_tests(name, parts):
     )  # fmt: skip
     for metric in ("test/acc", "test/auroc", "test/loss"):
         assert metric in proc.stdout
+
+
+class RecordsGradNorms(WideDeep):
+    """Records the gradient norm each optimizer steps with."""
+
+    def on_before_optimizer_step(self, optimizer):
+        params = [p for g in optimizer.param_groups for p in g["params"] if p.grad is not None]
+        norm = torch.linalg.vector_norm(torch.stack([p.grad.norm() for p in params]))
+        self.norms.append((type(optimizer).__name__, norm.item()))
+
+
+def test_model_gradient_clip_val_clips_each_optimizer():
+    _, batch = tiny_model("wide_deep")
+    model = RecordsGradNorms([5, 4, 3], 2, 40, hidden_sizes=[8], gradient_clip_val=1e-3)
+    model.norms = []
+    loader = DataLoader(TensorRows(batch), batch_size=16, collate_fn=lambda b: b)
+    trainer = L.Trainer(
+        max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
+        enable_model_summary=False, accelerator="cpu",
+    )  # fmt: skip
+    trainer.fit(model, loader)
+    assert sorted({name for name, _ in model.norms}) == ["Adam", "FTRLProximal"]
+    assert len(model.norms) == 6 and all(norm <= 1e-3 * 1.0001 for _, norm in model.norms)
