@@ -49,6 +49,7 @@ class SuiteCLI(LightningCLI):
             "lr_find": {"model", "datamodule"},
             "merge_lora": {"model", "datamodule"},
             "chat": {"model", "datamodule"},
+            "export_vectors": {"model", "datamodule"},
         }
 
     def _parse_ckpt_path(self) -> None:
@@ -96,6 +97,10 @@ class SuiteCLI(LightningCLI):
         )
         # Wide & Deep: the sizes of its inputs, fitted on the train split of the tabular data.
         for fact in ("categorical_cardinalities", "num_numeric", "wide_dim"):
+            parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
+
+        # Word2vec: the counts for the Huffman tree, and the shape of the batches.
+        for fact in ("word_counts", "architecture", "negative"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:

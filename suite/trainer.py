@@ -18,6 +18,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from callbacks.word_neighbours import Word2VecCommands
 from lit_models.modules.decoding import generate_text, generate_text_beam_search
 from suite.errors import UserError
 from suite.lora_commands import LoRACommands
@@ -34,7 +35,7 @@ def resolve_precision(precision, accelerator="auto"):
     return "bf16-mixed" if torch.cuda.is_bf16_supported() else "16-mixed"
 
 
-class Trainer(LoRACommands, L.Trainer):
+class Trainer(LoRACommands, Word2VecCommands, L.Trainer):
     def __init__(
         self,
         *args,
