@@ -1,5 +1,6 @@
 """Entry point: `python main.py SUBCOMMAND --config configs/<model>_<corpus>.yaml`, where
-SUBCOMMAND is fit, validate, test, predict, generate, translate or lr_find."""
+SUBCOMMAND is fit, validate, test, predict, generate, translate, lr_find, export_vectors,
+merge_lora or chat."""
 
 from suite.cli import main
 

@@ -1,7 +1,15 @@
 """Reusable Lightning callbacks."""
 
+from callbacks.classification_report import ClassificationReport
 from callbacks.epoch_timer import EpochTimer
 from callbacks.text_samples import TextSamples
 from callbacks.translation_samples import TranslationSamples
+from callbacks.word_neighbours import WordNeighbours
 
-__all__ = ["EpochTimer", "TextSamples", "TranslationSamples"]
+__all__ = [
+    "ClassificationReport",
+    "EpochTimer",
+    "TextSamples",
+    "TranslationSamples",
+    "WordNeighbours",
+]

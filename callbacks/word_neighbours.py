@@ -3,8 +3,8 @@ probe words, printed and logged to W&B as a table; where a word-similarity file 
 file is given, the Spearman correlation with human scores (`val/spearman`) and the analogy
 accuracy (`val/analogy_acc`). At the end of `fit` the vectors are exported in the word2vec
 text format (`vectors.txt` beside the checkpoints), which gensim's
-`KeyedVectors.load_word2vec_format` reads. `python main.py export_vectors` does the same from
-a checkpoint.
+`KeyedVectors.load_word2vec_format` reads. `python main.py export_vectors` (suite/word2vec_commands.py) does
+the same from a checkpoint.
 
 Files:
 - similarity (WordSim-353, SimLex-999, MEN): one pair a line, `word1 word2 score`, separated
@@ -225,44 +225,3 @@ class WordNeighbours(L.Callback):
         )
         self.exported = export_vectors(pl_module, trainer.datamodule, folder / self.vectors_file)
         rank_zero_info(f"word vectors written to {self.exported}")
-
-
-class Word2VecCommands:
-    """The `export_vectors` subcommand, a mixin of the suite's Trainer."""
-
-    def export_vectors(
-        self,
-        model: L.LightningModule,
-        datamodule: L.LightningDataModule,
-        ckpt_path: str | None = None,
-        output: str = VECTORS_FILE,
-    ) -> Path:
-        """Write a trained word2vec model's vectors in the word2vec text format.
-
-        Args:
-            ckpt_path: the checkpoint (the vocabulary comes from the config's data settings).
-            output: the file to write (replaced atomically).
-        """
-        if not ckpt_path:
-            raise UserError(
-                "export_vectors needs --ckpt_path: the checkpoint whose vectors to write"
-            )
-        if not hasattr(model, "vectors"):
-            raise UserError(
-                f"{type(model).__name__} has no word vectors to export (a word2vec model has)."
-            )
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise UserError(f"--ckpt_path {path}: no such checkpoint")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        try:
-            model.load_state_dict(checkpoint["state_dict"])
-        except (RuntimeError, KeyError) as err:
-            raise UserError(
-                f"{path} does not fit this config's model ({str(err).splitlines()[0]})."
-            ) from None
-        written = export_vectors(model, datamodule, output)
-        print(
-            f"{len(datamodule.words)} word vectors of {model.vectors.shape[1]} dimensions written to {written}"
-        )
-        return written

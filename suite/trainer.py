@@ -1,10 +1,13 @@
-"""Lightning's Trainer with the suite's defaults and two more subcommands.
+"""Lightning's Trainer with the suite's defaults and more subcommands.
 
 - `precision: auto`: bf16 mixed precision on GPUs that support it, fp16 mixed on older GPUs,
   full fp32 on the CPU (where bf16 matrix products run about 100x slower than fp32).
 - `generate`: from a checkpoint and prompts to text, with the shared decoding module.
 - `translate`: from a checkpoint and source sentences to translations (greedy or beam search).
 - `lr_find`: Lightning's learning-rate range test, saved as a loss-vs-lr plot.
+- `export_vectors` (suite/word2vec_commands.py): word2vec vectors in the word2vec text format.
+- `merge_lora`, `chat` (suite/lora_commands.py): fold a LoRA adapter into its base GPT; answer
+  prompts from a chat model.
 
 The CLI turns each Trainer method into a subcommand, its arguments into options.
 """
@@ -18,10 +21,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from callbacks.word_neighbours import Word2VecCommands
 from lit_models.modules.decoding import generate_text, generate_text_beam_search
 from suite.errors import UserError
 from suite.lora_commands import LoRACommands
+from suite.word2vec_commands import Word2VecCommands
 
 UNK_ID = 3  # <pad> 0, <bos> 1, <eos> 2, <unk> 3: fixed for every translation corpus
 
