@@ -1,16 +1,22 @@
 """What every benchmark records: the machine it ran on, and its figures as JSON written
-atomically (a killed run never leaves half a file)."""
+atomically (a killed run never leaves half a file); and how the quality benchmarks drive the
+CLI as a user does."""
 
 from __future__ import annotations
 
+import csv
 import json
 import os
 import platform
+import subprocess
+import sys
 import tempfile
 import time
 from pathlib import Path
 
 import torch
+
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_model() -> str:
@@ -46,3 +52,31 @@ def write_json_atomic(path: Path, data: dict) -> None:
         f.write("\n")
     os.chmod(tmp, 0o644)  # mkstemp makes it private
     os.replace(tmp, path)
+
+
+def cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
+    """`python main.py ARGS` in `cwd`, its output shown as it comes: (wall seconds, output)."""
+    start = time.perf_counter()
+    proc = subprocess.Popen(
+        [sys.executable, str(ROOT / "main.py"), *args],
+        cwd=cwd,
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
+    lines = []
+    for line in proc.stdout:
+        sys.stdout.write(line)
+        lines.append(line)
+    if proc.wait() != 0:
+        raise SystemExit(f"main.py {' '.join(args)} failed (exit status {proc.returncode})")
+    return time.perf_counter() - start, "".join(lines)
+
+
+def read_test_metrics(save_dir: Path) -> dict[str, float]:
+    """The `test/*` figures a CSVLogger wrote under `save_dir`."""
+    (path,) = save_dir.rglob("metrics.csv")
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    return {k: float(v) for row in rows for k, v in row.items() if k.startswith("test/") and v}

@@ -23,12 +23,9 @@ too small for more to help, and on a busy machine more make them much slower.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -36,7 +33,7 @@ sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from common import machine_info, write_json_atomic  # noqa: E402
+from common import cli, machine_info, read_test_metrics, write_json_atomic  # noqa: E402
 
 from datamodules import NamesDataModule  # noqa: E402
 from lit_models import MLPLanguageModel, WaveNetLanguageModel  # noqa: E402
@@ -48,39 +45,12 @@ RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "bench" / "runs" / "names_quality"
 
 
-def cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    """`python main.py ARGS` in `cwd`, its output shown as it comes: (wall seconds, output)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        lines.append(line)
-    if proc.wait() != 0:
-        raise SystemExit(f"main.py {' '.join(args)} failed (exit status {proc.returncode})")
-    return time.perf_counter() - start, "".join(lines)
-
-
 def checkpoint_facts(ckpt: Path) -> dict:
     state = torch.load(ckpt, map_location="cpu", weights_only=False)
     (key,) = (
         k for k in state["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/loss'")
     )
     return {"step": state["global_step"], "best": state["callbacks"][key]["best_model_score"]}
-
-
-def read_test_metrics(save_dir: Path) -> dict[str, float]:
-    (path,) = save_dir.rglob("metrics.csv")
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    return {k: float(v) for row in rows for k, v in row.items() if k.startswith("test/") and v}
 
 
 def run_config(name: str, max_steps: int | None, env: dict[str, str]) -> dict:

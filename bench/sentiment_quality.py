@@ -21,45 +21,22 @@ use one intra-op thread (--threads) unless told otherwise.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
 import re
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from common import machine_info, write_json_atomic  # noqa: E402
+from common import cli, machine_info, read_test_metrics, write_json_atomic  # noqa: E402
 
 CONFIG = "sentiment_lstm_sst2"
 TARGET_ACC = 0.85
 RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "bench" / "runs" / "sentiment_quality"
-
-
-def cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    """`python main.py ARGS` in `cwd`, its output shown as it comes: (wall seconds, output)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        lines.append(line)
-    if proc.wait() != 0:
-        raise SystemExit(f"main.py {' '.join(args)} failed (exit status {proc.returncode})")
-    return time.perf_counter() - start, "".join(lines)
 
 
 def best_checkpoint_facts(ckpt: Path) -> dict:
@@ -72,13 +49,6 @@ def best_checkpoint_facts(ckpt: Path) -> dict:
         "val_acc": float(state["callbacks"][key]["best_model_score"]),
         "parameters": n_params,
     }
-
-
-def read_test_metrics(save_dir: Path) -> dict[str, float]:
-    (path,) = save_dir.rglob("metrics.csv")
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    return {k: float(v) for row in rows for k, v in row.items() if k.startswith("test/") and v}
 
 
 def main() -> None:

@@ -27,19 +27,16 @@ instead, so it never overwrites the real figures.
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
 
 import torch  # noqa: E402
-from common import machine_info, write_json_atomic  # noqa: E402
+from common import cli, machine_info, read_test_metrics, write_json_atomic  # noqa: E402
 
 # pytorch-seq2seq's test BLEU (0..100) on Multi30k de->en; None: no published figure to meet.
 TARGETS = {
@@ -51,33 +48,6 @@ TARGETS = {
 DEFAULT_CONFIGS = ["seq2seq_multi30k", "seq2seq_attention_multi30k", "transformer_multi30k"]
 RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "bench" / "runs" / "translation_quality"
-
-
-def cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
-    """`python main.py ARGS` in `cwd`, its output shown as it comes: (wall seconds, output)."""
-    start = time.perf_counter()
-    proc = subprocess.Popen(
-        [sys.executable, str(ROOT / "main.py"), *args],
-        cwd=cwd,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=subprocess.STDOUT,
-        text=True,
-    )
-    lines = []
-    for line in proc.stdout:
-        sys.stdout.write(line)
-        lines.append(line)
-    if proc.wait() != 0:
-        raise SystemExit(f"main.py {' '.join(args)} failed (exit status {proc.returncode})")
-    return time.perf_counter() - start, "".join(lines)
-
-
-def read_test_metrics(save_dir: Path) -> dict[str, float]:
-    (path,) = save_dir.rglob("metrics.csv")
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    return {k: float(v) for row in rows for k, v in row.items() if k.startswith("test/") and v}
 
 
 def checkpoint_facts(ckpt: Path) -> dict:

@@ -21,12 +21,9 @@ the real figures. The runs use one intra-op thread (--threads): the models are s
 from __future__ import annotations
 
 import argparse
-import csv
 import datetime
 import os
-import subprocess
 import sys
-import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -34,28 +31,12 @@ sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from common import machine_info, write_json_atomic  # noqa: E402
+from common import cli, machine_info, read_test_metrics, write_json_atomic  # noqa: E402
 
 CONFIGS = ("wide_deep_adult", "wide_only_adult", "deep_only_adult")
 TARGET_ACC = {"wide_deep_adult": 0.85}  # the baselines are for comparison, without a target
 RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "bench" / "runs" / "wide_deep_quality"
-
-
-def cli(args: list[str], cwd: Path, env: dict[str, str]) -> float:
-    """`python main.py ARGS` in `cwd`, its output shown as it comes: wall seconds."""
-    start = time.perf_counter()
-    proc = subprocess.run([sys.executable, str(ROOT / "main.py"), *args], cwd=cwd, env=env)
-    if proc.returncode != 0:
-        raise SystemExit(f"main.py {' '.join(args)} failed (exit status {proc.returncode})")
-    return time.perf_counter() - start
-
-
-def read_test_metrics(save_dir: Path) -> dict[str, float]:
-    (path,) = save_dir.rglob("metrics.csv")
-    with path.open() as f:
-        rows = list(csv.DictReader(f))
-    return {k: float(v) for row in rows for k, v in row.items() if k.startswith("test/") and v}
 
 
 def run_config(name: str, max_epochs: int | None, env: dict[str, str]) -> dict:
@@ -66,10 +47,10 @@ def run_config(name: str, max_epochs: int | None, env: dict[str, str]) -> dict:
     overrides = ["--trainer.enable_progress_bar=false"]
     if max_epochs:
         overrides.append(f"--trainer.max_epochs={max_epochs}")
-    fit_s = cli(["fit", "--config", str(config), *overrides], folder, env)
+    fit_s, _ = cli(["fit", "--config", str(config), *overrides], folder, env)
     (best,) = folder.rglob("checkpoints/best-*.ckpt")
     (last,) = folder.rglob("checkpoints/last.ckpt")
-    test_s = cli(
+    test_s, _ = cli(
         [
             "test",
             "--config",
