@@ -28,40 +28,6 @@ class Multi30kDataModule(TranslationDataModule):
     languages = ("de", "en")
     source_url = f"{os.environ.get('HF_ENDPOINT', 'https://huggingface.co')}/datasets/{HUB_DATASET}"
 
-    def __init__(
-        self,
-        data_dir: str | None = None,
-        source_lang: str = "de",
-        target_lang: str = "en",
-        tokenizer: str = "word",
-        bpe_vocab_size: int = 8000,
-        min_freq: int = 2,
-        lowercase: bool = True,
-        max_length: int = 100,
-        batch_size: int = 128,
-        eval_batch_size: int | None = None,
-        num_workers: int = 0,
-        download: bool = True,
-        cache_dir: str | None = None,
-        seed: int = 42,
-    ):
-        super().__init__(
-            data_dir=data_dir,
-            source_lang=source_lang,
-            target_lang=target_lang,
-            tokenizer=tokenizer,
-            bpe_vocab_size=bpe_vocab_size,
-            min_freq=min_freq,
-            lowercase=lowercase,
-            max_length=max_length,
-            batch_size=batch_size,
-            eval_batch_size=eval_batch_size,
-            num_workers=num_workers,
-            download=download,
-            cache_dir=cache_dir,
-            seed=seed,
-        )
-
     def _file(self, split: str, lang: str) -> Path | None:
         """The split's file for `lang`, gzipped or plain, or None."""
         plain = self.data_dir / f"{FILE_STEMS[split]}.{lang}"

@@ -17,7 +17,7 @@ from torch import nn
 
 from lit_models.language_model import LanguageModel
 from lit_models.modules import TransformerBlock, make_positional
-from lit_models.optim import WarmupCosineSchedule, adamw_decaying_matrices
+from lit_models.optim import adamw_warmup_cosine
 from suite.errors import UserError
 
 
@@ -163,14 +163,7 @@ class GPT(LanguageModel):
         return 6 * n_params + 12 * hp.n_layer * self.block_size * hp.n_embd
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer = adamw_decaying_matrices(
-            self, hp.learning_rate, hp.weight_decay, tuple(hp.betas)
-        )
-        decay_steps = hp.lr_decay_steps or _total_steps(self)
-        floor = hp.min_learning_rate / hp.learning_rate if hp.learning_rate > 0 else 1.0
-        schedule = WarmupCosineSchedule(optimizer, hp.warmup_steps, decay_steps, floor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_warmup_cosine(self)
 
 
 class DecodingWindow:
@@ -198,15 +191,3 @@ class DecodingWindow:
         self.tokens, self.mask = self.tokens.index_select(0, rows), self.mask.index_select(0, rows)
         for cache in self.caches or []:
             cache.reorder(rows)
-
-
-def _total_steps(module: LanguageModel) -> int:
-    trainer = module._trainer
-    if trainer is not None and trainer.max_steps is not None and trainer.max_steps > 0:
-        return trainer.max_steps
-    estimated = trainer.estimated_stepping_batches if trainer is not None else math.inf
-    if math.isinf(estimated):
-        raise UserError(
-            "set trainer.max_steps or model.init_args.lr_decay_steps: the cosine schedule needs an end."
-        )
-    return int(estimated)

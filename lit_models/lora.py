@@ -30,9 +30,9 @@ from pathlib import Path
 import torch
 from torch import nn
 
-from lit_models.gpt import GPT, _total_steps
+from lit_models.gpt import GPT
 from lit_models.language_model import LanguageModel
-from lit_models.optim import WarmupCosineSchedule, adamw_decaying_matrices
+from lit_models.optim import adamw_warmup_cosine
 from suite.errors import UserError
 
 TARGETS = ("in_proj", "out_proj", "fc", "proj")
@@ -167,14 +167,7 @@ class LoRAGPT(LanguageModel):
             logger.log_hyperparams({"params/trainable": trainable, "params/total": total})
 
     def configure_optimizers(self):
-        hp = self.hparams
-        optimizer = adamw_decaying_matrices(
-            self, hp.learning_rate, hp.weight_decay, tuple(hp.betas)
-        )
-        decay_steps = hp.lr_decay_steps or _total_steps(self)
-        floor = hp.min_learning_rate / hp.learning_rate if hp.learning_rate > 0 else 1.0
-        schedule = WarmupCosineSchedule(optimizer, hp.warmup_steps, decay_steps, floor)
-        return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
+        return adamw_warmup_cosine(self)
 
     # --- checkpoints: the adapter and a reference to the base --------------------------------
     def on_save_checkpoint(self, checkpoint: dict) -> None:

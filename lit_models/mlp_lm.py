@@ -35,7 +35,7 @@ from torch import nn
 
 from lit_models.language_model import LanguageModel
 from lit_models.modules.decoding import TextCodec, generate
-from lit_models.optim import adamw_decaying_matrices
+from lit_models.optim import adamw_decaying_matrices, planned_steps
 from suite.errors import UserError
 
 OPTIMIZERS = ("sgd", "adamw")
@@ -156,7 +156,9 @@ class ContextWindowLanguageModel(LanguageModel):
             optimizer = adamw_decaying_matrices(
                 self, hp.learning_rate, hp.weight_decay, tuple(hp.betas)
             )
-        total = _total_steps(self)
+        total = planned_steps(
+            self, "set trainer.max_steps: the learning-rate milestones are fractions of it."
+        )
         milestones = sorted(int(m * total) for m in hp.lr_milestones)
         # Step decay: lr x lr_decay at each milestone (makemore: 0.1 -> 0.01 after 75%).
         schedule = torch.optim.lr_scheduler.LambdaLR(
@@ -279,14 +281,3 @@ def sample_names(
         )[0]
         names.append(prefix + codec.decode(new))
     return names
-
-
-def _total_steps(module: LanguageModel) -> int:
-    """The run's optimizer steps, which the step-decay milestones are fractions of."""
-    trainer = module._trainer
-    if trainer is not None and trainer.max_steps is not None and trainer.max_steps > 0:
-        return trainer.max_steps
-    estimated = trainer.estimated_stepping_batches if trainer is not None else math.inf
-    if math.isinf(estimated):
-        raise UserError("set trainer.max_steps: the learning-rate milestones are fractions of it.")
-    return int(estimated)

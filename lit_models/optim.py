@@ -1,13 +1,17 @@
 """Optimisation recipes shared by the models: AdamW that decays matrices only, a linear
 warmup followed by cosine decay (GPT-2/3, nanoGPT), and the Transformer's warmup then
-inverse-square-root decay (Vaswani et al. 2017, section 5.3; "Noam" after Noam Shazeer)."""
+inverse-square-root decay (Vaswani et al. 2017, section 5.3; "Noam" after Noam Shazeer);
+and the run's planned number of optimizer steps, which schedules are fractions of."""
 
 from __future__ import annotations
 
 import math
 
+import lightning as L
 import torch
 from torch import nn
+
+from suite.errors import UserError
 
 
 def adamw_decaying_matrices(
@@ -20,6 +24,33 @@ def adamw_decaying_matrices(
         {"params": [p for p in params if p.dim() < 2], "weight_decay": 0.0},
     ]
     return torch.optim.AdamW(groups, lr=lr, betas=betas)
+
+
+def planned_steps(module: L.LightningModule, fix: str) -> int:
+    """The run's optimizer steps: `trainer.max_steps`, else Lightning's estimate from
+    `max_epochs`. Without either the run stops with the message `fix`."""
+    trainer = module._trainer
+    if trainer is not None and trainer.max_steps is not None and trainer.max_steps > 0:
+        return trainer.max_steps
+    estimated = trainer.estimated_stepping_batches if trainer is not None else math.inf
+    if math.isinf(estimated):
+        raise UserError(fix)
+    return int(estimated)
+
+
+def adamw_warmup_cosine(module: L.LightningModule) -> dict:
+    """`configure_optimizers` of the GPT recipe, from the module's hyperparameters
+    (learning_rate, min_learning_rate, weight_decay, betas, warmup_steps, lr_decay_steps):
+    AdamW decaying matrices, warmup then cosine decay, stepped every optimizer step."""
+    hp = module.hparams
+    optimizer = adamw_decaying_matrices(module, hp.learning_rate, hp.weight_decay, tuple(hp.betas))
+    decay_steps = hp.lr_decay_steps or planned_steps(
+        module,
+        "set trainer.max_steps or model.init_args.lr_decay_steps: the cosine schedule needs an end.",
+    )
+    floor = hp.min_learning_rate / hp.learning_rate if hp.learning_rate > 0 else 1.0
+    schedule = WarmupCosineSchedule(optimizer, hp.warmup_steps, decay_steps, floor)
+    return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}
 
 
 def warmup_cosine_factor(step: int, warmup_steps: int, decay_steps: int, min_ratio: float) -> float:
