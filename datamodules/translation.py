@@ -560,12 +560,13 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         )
 
     # --- text in, text out (models and callbacks reach these through trainer.datamodule) ----
-    def encode_source(self, text: str) -> list[int]:
-        """Ids of a source sentence, truncated to max_length, + <eos>."""
+    def encode_source(self, text: str, truncate: bool = True) -> list[int]:
+        """Ids of a source sentence + <eos>; cut to max_length words unless `truncate` is
+        False (the caller then decides, and says so)."""
         ids = self.tokenizer.encode(text, add_special_tokens=False).ids if text.strip() else []
         if not ids:
             raise ValueError("the source sentence is empty: give at least one word")
-        return [*ids[: self.max_length], EOS_ID]
+        return [*(ids[: self.max_length] if truncate else ids), EOS_ID]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Detokenized text of target ids: stops at <eos>, drops <pad> and <bos>."""

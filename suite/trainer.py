@@ -292,7 +292,7 @@ def _encode_sentences(
         if not sentence.strip():
             raise UserError(f"{where}: empty sentence (remove the line or write a sentence)")
         try:
-            ids = list(datamodule.encode_source(sentence))
+            ids = list(datamodule.encode_source(sentence, truncate=False))  # cut below, said
         except ValueError as err:
             raise UserError(f"{where}: {err}") from None
         unknown = ids.count(UNK_ID)

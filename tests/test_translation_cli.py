@@ -158,6 +158,15 @@ def test_translate_with_greedy_decoding_and_a_length_limit(fitted, monkeypatch, 
     assert len(translation.split()) <= 3  # word-level vocabulary: a token is at most a word
 
 
+def test_translate_says_when_it_cuts_a_long_sentence(fitted, monkeypatch, capsys):
+    long = " ".join(["Ein Hund rennt."] * 40)  # 160 words and stops, over max_length 100
+    args = ["--text", long, "--num_beams", "1"]
+    status, out, err = in_process(fitted(ATTENTION), monkeypatch, capsys, "translate", *args)
+    assert status == 0, err
+    assert "161 tokens, cut to the model's block_size" in err  # said, not silent
+    assert len(out.splitlines()) == 1
+
+
 @pytest.mark.parametrize(
     ("make_input", "message"),
     [
