@@ -80,3 +80,25 @@ def read_test_metrics(save_dir: Path) -> dict[str, float]:
     with path.open() as f:
         rows = list(csv.DictReader(f))
     return {k: float(v) for row in rows for k, v in row.items() if k.startswith("test/") and v}
+
+
+def cli_test(
+    config: Path, ckpt: Path, folder: Path, env: dict[str, str], extra: list[str] = ()
+) -> tuple[float, dict[str, float]]:
+    """`main.py test` of `ckpt` in `folder`, logged by a CSVLogger under `folder/test_csv`:
+    (wall seconds, the test/* figures). `extra` options go after the suite's own."""
+    seconds, _ = cli(
+        [
+            "test",
+            "--config",
+            str(config),
+            f"--ckpt_path={ckpt}",
+            "--trainer.enable_progress_bar=false",
+            "--trainer.logger=CSVLogger",
+            "--trainer.logger.save_dir=test_csv",
+            *extra,
+        ],
+        folder,
+        env,
+    )
+    return seconds, read_test_metrics(folder / "test_csv")

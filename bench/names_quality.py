@@ -33,7 +33,7 @@ sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from common import cli, machine_info, read_test_metrics, write_json_atomic  # noqa: E402
+from common import cli, cli_test, machine_info, write_json_atomic  # noqa: E402
 
 from datamodules import NamesDataModule  # noqa: E402
 from lit_models import MLPLanguageModel, WaveNetLanguageModel  # noqa: E402
@@ -67,22 +67,9 @@ def run_config(name: str, max_steps: int | None, env: dict[str, str]) -> dict:
         ]
     fit_s, fit_output = cli(["fit", "--config", str(config), *overrides], folder, env)
     (best,) = folder.rglob("checkpoints/best-*.ckpt")
-    test_s, _ = cli(
-        [
-            "test",
-            "--config",
-            str(config),
-            f"--ckpt_path={best}",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.logger=CSVLogger",
-            "--trainer.logger.save_dir=test_csv",
-        ],
-        folder,
-        env,
-    )
+    test_s, test = cli_test(config, best, folder, env)
     best_facts = checkpoint_facts(best)
     max_steps = max_steps or yaml.safe_load(config.read_text())["trainer"]["max_steps"]
-    test = read_test_metrics(folder / "test_csv")
     model = MODELS[name].load_from_checkpoint(best, map_location="cpu")
     return {
         "config": f"configs/{name}.yaml",

@@ -31,7 +31,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
 import torch  # noqa: E402
-from common import cli, machine_info, read_test_metrics, write_json_atomic  # noqa: E402
+from common import cli, cli_test, machine_info, write_json_atomic  # noqa: E402
 
 CONFIG = "sentiment_lstm_sst2"
 TARGET_ACC = 0.85
@@ -77,21 +77,8 @@ def main() -> None:
         ]
     fit_s, fit_output = cli(["fit", "--config", str(config), *overrides], folder, env)
     (best,) = folder.rglob("checkpoints/best-*.ckpt")
-    test_s, _ = cli(
-        [
-            "test",
-            "--config",
-            str(config),
-            f"--ckpt_path={best}",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.logger=CSVLogger",
-            "--trainer.logger.save_dir=test_csv",
-        ],
-        folder,
-        env,
-    )
+    test_s, test = cli_test(config, best, folder, env)
     facts = best_checkpoint_facts(best)
-    test = read_test_metrics(folder / "test_csv")
     epoch_times = [float(s) for s in re.findall(r"time/epoch_s[^0-9]*([0-9.]+)", fit_output)]
     run = {
         "config": f"configs/{CONFIG}.yaml",

@@ -36,7 +36,7 @@ ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
 
 import torch  # noqa: E402
-from common import cli, machine_info, read_test_metrics, write_json_atomic  # noqa: E402
+from common import cli, cli_test, machine_info, write_json_atomic  # noqa: E402
 
 # pytorch-seq2seq's test BLEU (0..100) on Multi30k de->en; None: no published figure to meet.
 TARGETS = {
@@ -81,18 +81,10 @@ def run_config(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict
     fit_s, _ = cli(["fit", "--config", str(config), *fit_args], folder, env)
     (best,) = folder.rglob("checkpoints/best-*.ckpt")
 
-    test_args = [
-        *quiet,
-        f"--model.init_args.test_num_beams={args.num_beams}",
-        "--trainer.logger=CSVLogger",
-        "--trainer.logger.save_dir=test_csv",
-    ]
+    test_args = [*quiet, f"--model.init_args.test_num_beams={args.num_beams}"]
     if args.limit_test_batches:
         test_args.append(f"--trainer.limit_test_batches={args.limit_test_batches}")
-    test_s, _ = cli(
-        ["test", "--config", str(config), f"--ckpt_path={best}", *test_args], folder, env
-    )
-    test = read_test_metrics(folder / "test_csv")
+    test_s, test = cli_test(config, best, folder, env, test_args)
     facts = checkpoint_facts(best)
     target = TARGETS[name]
     return {

@@ -31,7 +31,7 @@ sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
 
 import torch  # noqa: E402
 import yaml  # noqa: E402
-from common import cli, machine_info, read_test_metrics, write_json_atomic  # noqa: E402
+from common import cli, cli_test, machine_info, write_json_atomic  # noqa: E402
 
 CONFIGS = ("wide_deep_adult", "wide_only_adult", "deep_only_adult")
 TARGET_ACC = {"wide_deep_adult": 0.85}  # the baselines are for comparison, without a target
@@ -50,24 +50,11 @@ def run_config(name: str, max_epochs: int | None, env: dict[str, str]) -> dict:
     fit_s, _ = cli(["fit", "--config", str(config), *overrides], folder, env)
     (best,) = folder.rglob("checkpoints/best-*.ckpt")
     (last,) = folder.rglob("checkpoints/last.ckpt")
-    test_s, _ = cli(
-        [
-            "test",
-            "--config",
-            str(config),
-            f"--ckpt_path={best}",
-            "--trainer.enable_progress_bar=false",
-            "--trainer.logger=CSVLogger",
-            "--trainer.logger.save_dir=test_csv",
-        ],
-        folder,
-        env,
-    )
+    test_s, test = cli_test(config, best, folder, env)
     state = torch.load(best, map_location="cpu", weights_only=False)
     (key,) = (
         k for k in state["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/loss'")
     )
-    test = read_test_metrics(folder / "test_csv")
     target = TARGET_ACC.get(name)
     return {
         "config": f"configs/{name}.yaml",
