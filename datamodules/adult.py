@@ -38,7 +38,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.corpus import CorpusFolder
 from datamodules.language_modeling import read_text
 from datamodules.paths import atomic_write_bytes, resolve_data_dir
-from suite.errors import DataError, UserError
+from suite.errors import DataError, UserError, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -333,13 +333,12 @@ class AdultDataModule(CorpusFolder, L.LightningDataModule):
             download: fetch adult.data from UCI when it is missing (needs a network).
         """
         super().__init__()
-        for name, value in (
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-            ("hash_buckets", hash_buckets),
-        ):
-            if value < 1:
-                raise UserError(f"data.{name} must be a positive integer, got {value}.")
+        require_positive(
+            "data",
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size,
+            hash_buckets=hash_buckets,
+        )
         log_numeric = ["capital_gain", "capital_loss"] if log_numeric is None else log_numeric
         wide_buckets = {"age": AGE_BOUNDARIES} if wide_buckets is None else wide_buckets
         crosses = DEFAULT_CROSSES if crosses is None else crosses

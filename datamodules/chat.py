@@ -36,7 +36,7 @@ import yaml
 from torch.utils.data import DataLoader
 
 from datamodules.tokenizers import END_OF_TEXT, ByteTokenizer
-from suite.errors import DataError, UserError
+from suite.errors import DataError, UserError, require_positive
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -129,9 +129,7 @@ class ChatDataModule(L.LightningDataModule):
             )
         if not 0.0 < val_fraction < 1.0:
             raise UserError(f"data.val_fraction must be between 0 and 1, got {val_fraction}.")
-        for name, value in (("block_size", block_size), ("batch_size", batch_size)):
-            if value < 1:
-                raise UserError(f"data.{name} must be a positive integer, got {value}.")
+        require_positive("data", block_size=block_size, batch_size=batch_size)
         self.save_hyperparameters()
         self.language, self.format = language, format
         self.data_dir = Path(data_dir).expanduser() if data_dir else None

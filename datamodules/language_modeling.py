@@ -41,7 +41,7 @@ from datamodules.tokenizers import (
     save_tokenizer,
     train_tokenizer,
 )
-from suite.errors import DataError, UserError
+from suite.errors import DataError, UserError, require_positive
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100
@@ -213,13 +213,9 @@ class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
             raise UserError(
                 f"data.tokenizer={tokenizer!r} is not known; choose one of {', '.join(TOKENIZER_KINDS)}."
             )
-        for name, value in (
-            ("block_size", block_size),
-            ("batch_size", batch_size),
-            ("bpe_vocab_size", bpe_vocab_size),
-        ):
-            if value < 1:
-                raise UserError(f"data.{name} must be a positive integer, got {value}.")
+        require_positive(
+            "data", block_size=block_size, batch_size=batch_size, bpe_vocab_size=bpe_vocab_size
+        )
         if not 0.0 < dedup_threshold <= 1.0:
             raise UserError(
                 f"data.dedup_threshold must be a Jaccard similarity in (0, 1], got {dedup_threshold}."

@@ -34,7 +34,7 @@ from torch.utils.data import DataLoader, Dataset
 from datamodules.corpus import hub_offline
 from datamodules.language_modeling import read_text
 from datamodules.paths import DATA_DIR_ENV, atomic_write_bytes, reachable
-from suite.errors import DataError, UserError
+from suite.errors import DataError, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -169,13 +169,9 @@ class NamesDataModule(L.LightningDataModule):
             download: fetch makemore's names.txt when it is missing (needs a network).
         """
         super().__init__()
-        for name, value in (
-            ("block_size", block_size),
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size),
-        ):
-            if value < 1:
-                raise UserError(f"data.{name} must be a positive integer, got {value}.")
+        require_positive(
+            "data", block_size=block_size, batch_size=batch_size, eval_batch_size=eval_batch_size
+        )
         self.save_hyperparameters()
         root = data_dir or os.environ.get(DATA_DIR_ENV) or "data"
         self.path = Path(root).expanduser() / file_name

@@ -45,7 +45,7 @@ from datamodules.paths import (
     resolve_data_dir,
 )
 from datamodules.tokenizers import UNK, word_vocabulary
-from suite.errors import DataError, UserError
+from suite.errors import DataError, UserError, require_positive
 
 PAD = "<pad>"
 SPECIALS = (PAD, UNK)  # ids 0 and 1
@@ -237,9 +237,7 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
                 else ~/.cache/seqmodels.
         """
         super().__init__()
-        for name, value in (("batch_size", batch_size), ("eval_batch_size", eval_batch_size)):
-            if value < 1:
-                raise UserError(f"data.{name} must be a positive integer, got {value}.")
+        require_positive("data", batch_size=batch_size, eval_batch_size=eval_batch_size)
         if min_freq < 1:
             raise UserError(f"data.min_freq must be at least 1, got {min_freq}.")
         self.save_hyperparameters()

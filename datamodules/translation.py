@@ -66,7 +66,7 @@ from datamodules.tokenizers import (
     train_translation_tokenizer,
     translation_tokens,
 )
-from suite.errors import DataError, UserError
+from suite.errors import DataError, UserError, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -316,15 +316,14 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
                 f"data.tokenizer={tokenizer!r} is not known; choose one of "
                 f"{', '.join(TRANSLATION_TOKENIZER_KINDS)}."
             )
-        for name, value in (
-            ("bpe_vocab_size", bpe_vocab_size),
-            ("min_freq", min_freq),
-            ("max_length", max_length),
-            ("batch_size", batch_size),
-            ("eval_batch_size", eval_batch_size or batch_size),
-        ):
-            if value < 1:
-                raise UserError(f"data.{name} must be a positive integer, got {value}.")
+        require_positive(
+            "data",
+            bpe_vocab_size=bpe_vocab_size,
+            min_freq=min_freq,
+            max_length=max_length,
+            batch_size=batch_size,
+            eval_batch_size=eval_batch_size or batch_size,
+        )
         if tokenizer == "bpe" and bpe_vocab_size <= len(TRANSLATION_SPECIALS):
             raise UserError(f"data.bpe_vocab_size={bpe_vocab_size} leaves no room for text.")
         self.save_hyperparameters()

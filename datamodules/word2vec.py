@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from suite.errors import UserError
+from suite.errors import UserError, require_positive
 
 log = logging.getLogger(__name__)
 
@@ -239,13 +239,7 @@ class Word2VecDataModule(L.LightningDataModule):
             raise UserError(
                 f"data.architecture={architecture!r} is not known; choose one of {', '.join(ARCHITECTURES)}."
             )
-        for name, value in (
-            ("window", window),
-            ("min_count", min_count),
-            ("batch_size", batch_size),
-        ):
-            if value < 1:
-                raise UserError(f"data.{name} must be a positive integer, got {value}.")
+        require_positive("data", window=window, min_count=min_count, batch_size=batch_size)
         if negative < 0:
             raise UserError(
                 f"data.negative must be 0 (hierarchical softmax) or more, got {negative}."

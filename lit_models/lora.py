@@ -33,7 +33,7 @@ from torch import nn
 from lit_models.gpt import GPT
 from lit_models.language_model import LanguageModel
 from lit_models.optim import adamw_warmup_cosine
-from suite.errors import UserError
+from suite.errors import UserError, require_positive
 
 TARGETS = ("in_proj", "out_proj", "fc", "proj")
 QUANTIZE = ("none", "4bit")
@@ -85,8 +85,7 @@ class LoRAGPT(LanguageModel):
             raise UserError(
                 f"model.quantize={quantize!r} is not known; choose one of {', '.join(QUANTIZE)}."
             )
-        if rank < 1:
-            raise UserError(f"model.rank must be a positive integer, got {rank}.")
+        require_positive("model", rank=rank)
         if quantize == "4bit":
             require_qlora()
         base = read_base_checkpoint(base_checkpoint)

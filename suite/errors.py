@@ -7,3 +7,10 @@ class UserError(Exception):
 
 class DataError(UserError):
     """A corpus is missing, unreadable or malformed."""
+
+
+def require_positive(section: str, **values: int) -> None:
+    """Stop at the first of `values` below 1, naming its key (`data.batch_size`, ...)."""
+    for name, value in values.items():
+        if value < 1:
+            raise UserError(f"{section}.{name} must be a positive integer, got {value}.")
