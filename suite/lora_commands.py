@@ -17,6 +17,7 @@ import lightning as L
 import torch
 
 from lit_models.modules.decoding import generate_text
+from suite.checkpoints import load_weights
 from suite.errors import UserError
 
 
@@ -101,8 +102,6 @@ class LoRACommands:
             strategy: greedy or sample.
             temperature, top_k, top_p, repetition_penalty, seed: for `sample`.
         """
-        from suite.trainer import _load_weights
-
         if not hasattr(datamodule, "format_prompt"):
             raise UserError(
                 f"chat needs a chat corpus (data: datamodules.chat.ChatDataModule), not {type(datamodule).__name__}."
@@ -110,7 +109,7 @@ class LoRACommands:
         if strategy not in ("greedy", "sample"):
             raise UserError(f"--strategy {strategy}: chat answers with greedy or sample")
         if ckpt_path:
-            _load_weights(model, ckpt_path)
+            load_weights(model, ckpt_path)
         model.to(self.strategy.root_device)
         options = {
             "temperature": temperature,

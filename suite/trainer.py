@@ -22,6 +22,7 @@ import lightning as L
 import torch
 
 from lit_models.modules.decoding import generate_text, generate_text_beam_search
+from suite.checkpoints import load_weights
 from suite.errors import UserError
 from suite.lora_commands import LoRACommands
 from suite.word2vec_commands import Word2VecCommands
@@ -100,7 +101,7 @@ class Trainer(LoRACommands, Word2VecCommands, L.Trainer):
         """
         prompts = _read_prompts(prompt, prompt_file)
         if ckpt_path:
-            _load_weights(model, ckpt_path)
+            load_weights(model, ckpt_path)
         model.to(self.strategy.root_device)
         try:
             if strategy == "beam":
@@ -168,7 +169,7 @@ class Trainer(LoRACommands, Word2VecCommands, L.Trainer):
         sentences = _read_sentences(text, input_file)
         sources = _encode_sentences(sentences, datamodule, model.hparams.get("block_size"))
         if ckpt_path:
-            _load_weights(model, ckpt_path)
+            load_weights(model, ckpt_path)
         model.to(self.strategy.root_device)
         model.eval()
         translations = []
@@ -321,17 +322,3 @@ def _write_lines_atomic(path: Path, lines: list[str]) -> None:
     tmp = path.with_name(f".{path.name}.tmp")
     tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
     os.replace(tmp, path)  # atomic: an interrupted run never leaves half a file
-
-
-def _load_weights(model: L.LightningModule, ckpt_path: str) -> None:
-    path = Path(ckpt_path)
-    if not path.is_file():
-        raise UserError(f"--ckpt_path {path}: no such checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(checkpoint["state_dict"])
-    except (RuntimeError, KeyError, EOFError, OSError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
-        raise UserError(
-            f"{path} does not fit this config's model ({first_line}). Use the config the checkpoint was trained with."
-        ) from None

@@ -9,9 +9,9 @@ from __future__ import annotations
 from pathlib import Path
 
 import lightning as L
-import torch
 
 from callbacks.word_neighbours import VECTORS_FILE, export_vectors
+from suite.checkpoints import load_weights
 from suite.errors import UserError
 
 
@@ -39,16 +39,7 @@ class Word2VecCommands:
             raise UserError(
                 f"{type(model).__name__} has no word vectors to export (a word2vec model has)."
             )
-        path = Path(ckpt_path)
-        if not path.is_file():
-            raise UserError(f"--ckpt_path {path}: no such checkpoint")
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        try:
-            model.load_state_dict(checkpoint["state_dict"])
-        except (RuntimeError, KeyError) as err:
-            raise UserError(
-                f"{path} does not fit this config's model ({str(err).splitlines()[0]})."
-            ) from None
+        load_weights(model, ckpt_path)
         written = export_vectors(model, datamodule, output)
         print(
             f"{len(datamodule.words)} word vectors of {model.vectors.shape[1]} dimensions written to {written}"
