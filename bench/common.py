@@ -75,8 +75,9 @@ def cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:
 
 
 def read_test_metrics(save_dir: Path) -> dict[str, float]:
-    """The `test/*` figures a CSVLogger wrote under `save_dir`."""
-    (path,) = save_dir.rglob("metrics.csv")
+    """The `test/*` figures a CSVLogger last wrote under `save_dir` (a run tested again, as a
+    resumed one may be, leaves one version_N folder a test)."""
+    path = max(save_dir.rglob("metrics.csv"), key=lambda p: p.stat().st_mtime)
     with path.open() as f:
         rows = list(csv.DictReader(f))
     return {k: float(v) for row in rows for k, v in row.items() if k.startswith("test/") and v}

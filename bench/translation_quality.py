@@ -22,14 +22,24 @@ bench/results/translation_quality.json.
 
 A quick check (any --limit-* or --set) writes bench/results/translation_quality-quick.json
 instead, so it never overwrites the real figures.
+
+A fit too long for one sitting (the recurrent models on a CPU) can be stopped and taken up
+again from the last epoch it finished: --resume continues the fit in the same folder from its
+last.ckpt (same W&B run id, so the checkpoints' best score carries over), then tests. Its fit
+time adds up the sittings (fit_sittings.json in the folder), a stopped one up to its last.ckpt.
+
+    python bench/translation_quality.py --resume bench/runs/translation_quality/<config>-<stamp> \\
+        --threads 1 --out bench/results/translation_quality-<config>.json
 """
 
 from __future__ import annotations
 
 import argparse
 import datetime
+import json
 import os
 import sys
+import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -64,14 +74,72 @@ def checkpoint_facts(ckpt: Path) -> dict:
     }
 
 
-def run_config(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict:
+STAMP = "%Y%m%d-%H%M%S"  # a run folder is <config>-<stamp>, the fit's start
+STAMP_CHARS = len("-20261123-211207")
+SITTINGS = "fit_sittings.json"  # in a run folder: the seconds of each sitting of its fit
+
+
+def resume_point(folder: Path) -> tuple[str, list[str], Path]:
+    """For a stopped run folder: its config name, the fit options that continue it from its
+    last.ckpt (same W&B run id, so the same checkpoint folder), and that last.ckpt."""
+    name = folder.name[:-STAMP_CHARS]
+    if name not in TARGETS:
+        raise SystemExit(
+            f"--resume {folder}: expected a folder named <config>-<stamp> from this bench"
+        )
+    last = sorted(folder.rglob("checkpoints/last.ckpt"), key=lambda p: p.stat().st_mtime)
+    if not last:
+        raise SystemExit(f"--resume {folder}: no checkpoints/last.ckpt under it; start afresh")
+    ckpt = last[-1]
+    run_id = ckpt.parent.parent.name  # <save_dir>/<project>/<run id>/checkpoints/last.ckpt
+    return name, [f"--ckpt_path={ckpt}", f"--trainer.logger.init_args.id={run_id}"], ckpt
+
+
+def read_sittings(folder: Path) -> dict:
+    """{"seconds": [one per finished sitting], "open_since": start of a sitting that never
+    finished (stopped), or None}. A folder without the file has one open sitting since the
+    start in its name."""
+    path = folder / SITTINGS
+    if path.exists():
+        return json.loads(path.read_text())
+    started = datetime.datetime.strptime(folder.name[-STAMP_CHARS + 1 :], STAMP)
+    return {"seconds": [], "open_since": started.timestamp()}
+
+
+def begin_sitting(folder: Path, resumed_from: Path | None) -> dict:
+    """Close a stopped sitting at its last checkpoint (what came after it is lost, so it is
+    not counted), open a new one, and write the record."""
+    sittings = read_sittings(folder) if resumed_from else {"seconds": []}
+    if sittings.get("open_since") is not None:
+        sittings["seconds"].append(round(resumed_from.stat().st_mtime - sittings["open_since"], 1))
+    sittings["open_since"] = time.time()
+    write_json_atomic(folder / SITTINGS, sittings)
+    return sittings
+
+
+def end_sitting(folder: Path, sittings: dict, seconds: float) -> float:
+    """Record a finished sitting; the fit's seconds over all its sittings."""
+    sittings["seconds"].append(round(seconds, 1))
+    sittings["open_since"] = None
+    write_json_atomic(folder / SITTINGS, sittings)
+    return sum(sittings["seconds"])
+
+
+def run_config(
+    name: str, args: argparse.Namespace, env: dict[str, str], resume: Path | None = None
+) -> dict:
     config = ROOT / "configs" / f"{name}.yaml"
-    stamp = datetime.datetime.now().strftime("%Y%m%d-%H%M%S")
-    folder = RUNS / f"{name}-{stamp}"
-    folder.mkdir(parents=True)
+    resume_args, last_ckpt = [], None
+    if resume is None:
+        folder = RUNS / f"{name}-{datetime.datetime.now().strftime(STAMP)}"
+        folder.mkdir(parents=True)
+    else:
+        folder = resume.resolve()
+        _, resume_args, last_ckpt = resume_point(folder)
+    sittings = begin_sitting(folder, last_ckpt)
     # The validation lines stay readable; --set overrides go to both runs.
     quiet = ["--trainer.enable_progress_bar=false", *(f"--{o}" for o in args.set)]
-    fit_args = list(quiet)
+    fit_args = [*quiet, *resume_args]
     if args.max_epochs:
         fit_args.append(f"--trainer.max_epochs={args.max_epochs}")
     if args.limit_train_batches:
@@ -79,6 +147,7 @@ def run_config(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict
     if args.limit_val_batches:
         fit_args.append(f"--trainer.limit_val_batches={args.limit_val_batches}")
     fit_s, _ = cli(["fit", "--config", str(config), *fit_args], folder, env)
+    fit_s = end_sitting(folder, sittings, fit_s)
     (best,) = folder.rglob("checkpoints/best-*.ckpt")
 
     test_args = [*quiet, f"--model.init_args.test_num_beams={args.num_beams}"]
@@ -103,8 +172,9 @@ def run_config(name: str, args: argparse.Namespace, env: dict[str, str]) -> dict
         "overrides": args.set,
         "parameters": facts["parameters"],
         "fit_seconds": round(fit_s, 1),
+        "fit_sittings": sittings["seconds"],
         "test_seconds": round(test_s, 1),
-        "checkpoint": str(best.relative_to(ROOT)),
+        "checkpoint": str(best.relative_to(ROOT) if best.is_relative_to(ROOT) else best),
     }
 
 
@@ -123,6 +193,9 @@ def main() -> None:
         metavar="KEY=VALUE",
         help="a config override for fit and test, e.g. model.init_args.max_new_tokens=10",
     )
+    parser.add_argument(
+        "--resume", type=Path, metavar="FOLDER", help="continue a stopped run (see above)"
+    )
     parser.add_argument("--threads", type=int, help="intra-op threads per run (default: torch's)")
     parser.add_argument("--out", type=Path, help="default: bench/results/translation_quality.json")
     args = parser.parse_args()
@@ -136,7 +209,10 @@ def main() -> None:
         env["OMP_NUM_THREADS"] = str(args.threads)
         torch.set_num_threads(args.threads)
 
-    runs = [run_config(name, args, env) for name in args.config]
+    if args.resume:
+        runs = [run_config(resume_point(args.resume)[0], args, env, resume=args.resume)]
+    else:
+        runs = [run_config(name, args, env) for name in args.config]
 
     print(
         f"\n{'config':<38} {'epoch':>5} {'val loss':>8} {'BLEU':>5} {'BLEU tok':>8} "
