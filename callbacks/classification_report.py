@@ -5,7 +5,6 @@ the most confident mistakes first."""
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import lightning as L
@@ -15,6 +14,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from suite.config import run_dir
 from suite.errors import UserError
+from suite.files import atomic_path
 
 COLUMNS = ["text", "true", "predicted", "confidence"]
 
@@ -130,7 +130,5 @@ def save_confusion_matrix(
         ax.text(col, row, str(count), ha="center", va="center", color="white" if dark else "black")
     figure.colorbar(image, ax=ax, fraction=0.046)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")

@@ -5,7 +5,6 @@ sentence, logged to W&B and saved as PNG beside the run's checkpoints)."""
 
 from __future__ import annotations
 
-import os
 import warnings
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from lightning.pytorch.utilities import rank_zero_info
 
 from suite.config import run_dir
 from suite.errors import UserError
+from suite.files import atomic_path
 
 COLUMNS = ["step", "source", "reference", "hypothesis"]
 SPECIAL_TOKENS = {0: "<pad>", 1: "<bos>", 2: "<eos>", 3: "<unk>"}  # fixed by the data contract
@@ -167,7 +167,5 @@ def _save_heatmap(weights, source, target, path, title) -> None:
     ax.set_title(title, fontsize=9)
     figure.colorbar(image, ax=ax, fraction=0.04)
     figure.tight_layout()
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-    figure.savefig(tmp, dpi=100)
-    os.replace(tmp, path)
+    with atomic_path(path) as tmp:
+        figure.savefig(tmp, dpi=100, format=path.suffix.lstrip(".") or "png")

@@ -37,8 +37,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.corpus import CorpusFolder
 from datamodules.language_modeling import read_text
-from datamodules.paths import atomic_write_bytes, resolve_data_dir
+from datamodules.paths import resolve_data_dir
 from suite.errors import DataError, UserError, require_positive
+from suite.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

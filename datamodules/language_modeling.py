@@ -28,7 +28,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from datamodules.corpus import CorpusFolder
 from datamodules.dedup import SHINGLES, blank_line_blocks, drop_near_duplicates, excerpt
-from datamodules.paths import atomic_write_bytes, cache_dir_for, fingerprint, resolve_data_dir
+from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
 from datamodules.tokenizers import (
     END_OF_TEXT,
     TOKENIZER_FORMAT,
@@ -42,6 +42,7 @@ from datamodules.tokenizers import (
     train_tokenizer,
 )
 from suite.errors import DataError, UserError, require_positive
+from suite.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100

@@ -33,8 +33,9 @@ from torch.utils.data import DataLoader, Dataset
 
 from datamodules.corpus import hub_offline
 from datamodules.language_modeling import read_text
-from datamodules.paths import DATA_DIR_ENV, atomic_write_bytes, reachable
+from datamodules.paths import DATA_DIR_ENV, reachable
 from suite.errors import DataError, require_positive
+from suite.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

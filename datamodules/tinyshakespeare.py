@@ -13,7 +13,7 @@ import urllib.request
 from pathlib import Path
 
 from datamodules.language_modeling import LanguageModelingDataModule, read_text
-from datamodules.paths import atomic_write_bytes
+from suite.files import atomic_write_bytes
 
 SOURCE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"

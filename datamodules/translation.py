@@ -50,12 +50,7 @@ from torch.utils.data import (
 )
 
 from datamodules.corpus import CorpusFolder
-from datamodules.paths import (
-    atomic_write_bytes,
-    cache_dir_for,
-    fingerprint,
-    resolve_data_dir,
-)
+from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
 from datamodules.tokenizers import (
     TOKENIZER_FORMAT,
     TRANSLATION_SPECIALS,
@@ -67,6 +62,7 @@ from datamodules.tokenizers import (
     translation_tokens,
 )
 from suite.errors import DataError, UserError, require_positive
+from suite.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,7 @@ import re
 from pathlib import Path
 
 from datamodules.language_modeling import SPLITS, LanguageModelingDataModule
-from datamodules.paths import atomic_write_bytes
+from suite.files import atomic_write_bytes
 
 HUB_DATASET = "Salesforce/wikitext"
 HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}

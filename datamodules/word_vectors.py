@@ -10,13 +10,13 @@ line (GloVe's ``.txt``), telling the two apart by the first line.
 from __future__ import annotations
 
 import os
-import tempfile
 from collections.abc import Sequence
 from pathlib import Path
 
 import torch
 
 from suite.errors import DataError
+from suite.files import atomic_path
 
 
 def save_word2vec_format(path: str | os.PathLike, words: Sequence[str], vectors) -> Path:
@@ -32,17 +32,10 @@ def save_word2vec_format(path: str | os.PathLike, words: Sequence[str], vectors)
             raise ValueError(
                 f"word {word!r} cannot be written in the word2vec text format (empty or has whitespace)"
             )
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(f"{vectors.shape[0]} {vectors.shape[1]}\n")
-            for word, row in zip(words, vectors.tolist(), strict=True):
-                f.write(word + " " + " ".join(f"{x:.6g}" for x in row) + "\n")
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
+    with atomic_path(path) as tmp, tmp.open("w", encoding="utf-8") as f:
+        f.write(f"{vectors.shape[0]} {vectors.shape[1]}\n")
+        for word, row in zip(words, vectors.tolist(), strict=True):
+            f.write(word + " " + " ".join(f"{x:.6g}" for x in row) + "\n")
     return path
 
 

@@ -2,12 +2,13 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
+
+from suite.files import atomic_path
 
 
 def run_dir(trainer) -> Path:
@@ -28,9 +29,8 @@ class SaveAndLogConfig(SaveConfigCallback):
         if trainer.is_global_zero:
             folder.mkdir(parents=True, exist_ok=True)
             path = folder / self.config_filename
-            tmp = path.with_name(f".{path.name}.tmp")
-            self.parser.save(self.config, tmp, skip_none=False, overwrite=True, multifile=False)
-            os.replace(tmp, path)  # atomic: an interrupted save never leaves half a config
+            with atomic_path(path) as tmp:  # an interrupted save never leaves half a config
+                self.parser.save(self.config, tmp, skip_none=False, overwrite=True, multifile=False)
             for logger in trainer.loggers:
                 if isinstance(logger, WandbLogger):
                     # The file's contents: linked keys (vocab_size, ...) are filled in only

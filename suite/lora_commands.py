@@ -10,7 +10,6 @@
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 
 import lightning as L
@@ -19,6 +18,7 @@ import torch
 from lit_models.modules.decoding import generate_text
 from suite.checkpoints import load_weights
 from suite.errors import UserError
+from suite.files import atomic_path
 
 
 class LoRACommands:
@@ -67,10 +67,8 @@ class LoRACommands:
         if hasattr(datamodule, "tokenizer_name"):  # as a fit run on that data records it
             checkpoint[type(datamodule).__qualname__] = datamodule.state_dict()
         path = Path(output)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.name}.tmp")
-        torch.save(checkpoint, tmp)
-        os.replace(tmp, path)  # atomic: an interrupted merge never leaves half a checkpoint
+        with atomic_path(path) as tmp:  # an interrupted merge never leaves half a checkpoint
+            torch.save(checkpoint, tmp)
         trainable, total = model.parameter_counts()
         print(
             f"merged the adapter ({trainable:,} parameters) into {model.hparams.base_checkpoint}: "

@@ -14,7 +14,6 @@ The CLI turns each Trainer method into a subcommand, its arguments into options.
 
 from __future__ import annotations
 
-import os
 import sys
 from pathlib import Path
 
@@ -24,6 +23,7 @@ import torch
 from lit_models.modules.decoding import generate_text, generate_text_beam_search
 from suite.checkpoints import load_weights
 from suite.errors import UserError
+from suite.files import atomic_path, atomic_write_text
 from suite.lora_commands import LoRACommands
 from suite.word2vec_commands import Word2VecCommands
 
@@ -225,10 +225,8 @@ class Trainer(LoRACommands, Word2VecCommands, L.Trainer):
             else "no suggestion"
         )
         path = Path(plot)
-        path.parent.mkdir(parents=True, exist_ok=True)
-        tmp = path.with_name(f".{path.stem}.tmp{path.suffix}")
-        figure.savefig(tmp, dpi=120)
-        os.replace(tmp, path)  # atomic: an interrupted run never leaves half a picture
+        with atomic_path(path) as tmp:  # an interrupted run never leaves half a picture
+            figure.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
         for logger in self.loggers:
             if suggestion is not None:
                 logger.log_metrics({"lr_find/suggestion": suggestion})
@@ -318,7 +316,4 @@ def _encode_sentences(
 
 
 def _write_lines_atomic(path: Path, lines: list[str]) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text("".join(f"{line}\n" for line in lines), encoding="utf-8")
-    os.replace(tmp, path)  # atomic: an interrupted run never leaves half a file
+    atomic_write_text(path, "".join(f"{line}\n" for line in lines))
