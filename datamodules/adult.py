@@ -33,10 +33,11 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from datamodules.corpus import CorpusFolder
 from datamodules.language_modeling import read_text
+from datamodules.loaders import SplitLoaders, whole_batch
 from datamodules.paths import resolve_data_dir
 from suite.errors import DataError, UserError, require_positive
 from suite.files import atomic_write_bytes
@@ -291,12 +292,8 @@ class TensorRows(Dataset):
         return {k: v[rows] for k, v in self.tensors.items()}
 
 
-def _as_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return batch  # `__getitems__` already returns the whole batch
-
-
 # --- the datamodule -------------------------------------------------------------------------
-class AdultDataModule(CorpusFolder, L.LightningDataModule):
+class AdultDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
     """UCI Adult as batches of {categorical, numeric, wide, label} (see the module docstring).
 
     The facts the model is built from (`categorical_cardinalities`, `num_numeric`,
@@ -422,28 +419,14 @@ class AdultDataModule(CorpusFolder, L.LightningDataModule):
         self.datasets = {
             name: TensorRows(self.features.encode(rows)) for name, rows in self.splits.items()
         }
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["train"], self.batch_size, shuffle=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["valid"], self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["test"], self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
-
-    def _loader(self, dataset, batch_size, shuffle=False) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            collate_fn=_as_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
+        self.train_set, self.val_set, self.test_set = (
+            self.datasets[name] for name in ("train", "valid", "test")
         )
+
+    drop_last_train = False  # no BatchNorm here: every training row is read every epoch
+
+    def collate_fn(self):
+        return whole_batch
 
 
 def _check_columns(

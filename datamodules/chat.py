@@ -24,6 +24,7 @@ is no test split, so `test` evaluates the validation conversations again.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import random
@@ -33,8 +34,8 @@ from pathlib import Path
 import lightning as L
 import torch
 import yaml
-from torch.utils.data import DataLoader
 
+from datamodules.loaders import SplitLoaders
 from datamodules.tokenizers import END_OF_TEXT, ByteTokenizer
 from suite.errors import DataError, UserError, require_positive
 
@@ -95,7 +96,7 @@ def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
     return {"input_ids": input_ids, "targets": targets}
 
 
-class ChatDataModule(L.LightningDataModule):
+class ChatDataModule(SplitLoaders, L.LightningDataModule):
     corpus = "chatterbot-corpus"
 
     def __init__(
@@ -252,28 +253,8 @@ class ChatDataModule(L.LightningDataModule):
                 f"{self.batch_size}; lower data.batch_size."
             )
 
-    def _loader(self, examples, batch_size: int, shuffle: bool = False, drop_last: bool = False):
-        return DataLoader(
-            examples,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            collate_fn=lambda batch: collate(batch, self.eos_id),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
-
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+    def collate_fn(self):
+        return functools.partial(collate, pad_id=self.eos_id)
 
 
 # --- reading conversation files ------------------------------------------------------------

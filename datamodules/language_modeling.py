@@ -28,6 +28,7 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from datamodules.corpus import CorpusFolder
 from datamodules.dedup import SHINGLES, blank_line_blocks, drop_near_duplicates, excerpt
+from datamodules.loaders import SplitLoaders
 from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
 from datamodules.tokenizers import (
     END_OF_TEXT,
@@ -155,7 +156,7 @@ class ContiguousColumns(IterableDataset):
         return (self[i] for i in range(len(self)))
 
 
-class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
+class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
     """Base for text corpora. Subclasses say where the files are and how to read and fetch them.
 
     The tokenizer is trained (or loaded) when `vocab_size` is first read, so the CLI can pass
@@ -451,35 +452,14 @@ class LanguageModelingDataModule(CorpusFolder, L.LightningDataModule):
         self.val_set = OrderedBlocks(self.encoded("valid"), self.block_size, world_size)
         self.test_set = OrderedBlocks(self.encoded("test"), self.block_size, world_size)
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        """`predict` scores the test split block by block (the model's predict_step says how)."""
-        return self.test_dataloader()
-
-    def _loader(
+    def loader(
         self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
     ) -> DataLoader:
         if isinstance(dataset, ContiguousColumns):
             # Already batched and in order, never shuffled; read by this process alone (each
             # worker would repeat the whole stream), and Lightning adds no sampler to it.
             return DataLoader(dataset, batch_size=None, pin_memory=torch.cuda.is_available())
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
+        return super().loader(dataset, batch_size, shuffle, drop_last)
 
     # --- text in, text out (generation, sample logging) ------------------------------------
     def encode(self, text: str) -> list[int]:

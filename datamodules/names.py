@@ -29,10 +29,11 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import Dataset
 
 from datamodules.corpus import hub_offline
 from datamodules.language_modeling import read_text
+from datamodules.loaders import SplitLoaders, whole_batch
 from datamodules.paths import DATA_DIR_ENV, reachable
 from suite.errors import DataError, require_positive
 from suite.files import atomic_write_bytes
@@ -141,12 +142,8 @@ class ContextWindows(Dataset):
         }
 
 
-def _as_batch(batch: dict[str, torch.Tensor]) -> dict[str, torch.Tensor]:
-    return batch  # `__getitems__` already returns the whole batch
-
-
 # --- the datamodule ---------------------------------------------------------------------
-class NamesDataModule(L.LightningDataModule):
+class NamesDataModule(SplitLoaders, L.LightningDataModule):
     """makemore's names.txt as (context of `block_size` characters, next character) batches:
     `input_ids` [B, block_size] and `targets` [B, 1]."""
 
@@ -253,26 +250,5 @@ class NamesDataModule(L.LightningDataModule):
             for s in ("valid", "test")
         )
 
-    def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set, self.batch_size, shuffle=True, drop_last=True)
-
-    def val_dataloader(self) -> DataLoader:
-        return self._loader(self.val_set, self.eval_batch_size)
-
-    def test_dataloader(self) -> DataLoader:
-        return self._loader(self.test_set, self.eval_batch_size)
-
-    def predict_dataloader(self) -> DataLoader:
-        """`predict` scores the test split (the model's predict_step says how)."""
-        return self.test_dataloader()
-
-    def _loader(self, dataset, batch_size, shuffle=False, drop_last=False) -> DataLoader:
-        return DataLoader(
-            dataset,
-            batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            collate_fn=_as_batch,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-        )
+    def collate_fn(self):
+        return whole_batch
