@@ -111,7 +111,9 @@ def begin_sitting(folder: Path, resumed_from: Path | None) -> dict:
     not counted), open a new one, and write the record."""
     sittings = read_sittings(folder) if resumed_from else {"seconds": []}
     if sittings.get("open_since") is not None:
-        sittings["seconds"].append(round(resumed_from.stat().st_mtime - sittings["open_since"], 1))
+        # A sitting stopped before its first checkpoint saved nothing: it counts zero.
+        kept = max(0.0, resumed_from.stat().st_mtime - sittings["open_since"])
+        sittings["seconds"].append(round(kept, 1))
     sittings["open_since"] = time.time()
     write_json_atomic(folder / SITTINGS, sittings)
     return sittings
