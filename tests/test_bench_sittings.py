@@ -3,15 +3,19 @@
 import importlib.util
 import json
 import os
-import sys
 import time
 from pathlib import Path
+
+import pytest
 
 BENCH = Path(__file__).resolve().parents[1] / "bench"
 
 
-def load_translation_bench():
-    sys.path.insert(0, str(BENCH))  # the bench scripts import their `common` module
+@pytest.fixture
+def bench(monkeypatch):
+    """bench/translation_quality.py as a module; bench/ is on sys.path for this test only
+    (the bench scripts import their `common` module)."""
+    monkeypatch.syspath_prepend(str(BENCH))
     spec = importlib.util.spec_from_file_location(
         "translation_quality", BENCH / "translation_quality.py"
     )
@@ -32,8 +36,7 @@ def stopped_run(tmp_path, open_since: float, ckpt_time: float) -> tuple[Path, Pa
     return folder, ckpt
 
 
-def test_a_stopped_sitting_counts_up_to_its_last_checkpoint(tmp_path):
-    bench = load_translation_bench()
+def test_a_stopped_sitting_counts_up_to_its_last_checkpoint(tmp_path, bench):
     now = time.time()
     folder, ckpt = stopped_run(tmp_path, open_since=now - 500, ckpt_time=now - 200)
     name, fit_args, last = bench.resume_point(folder)
@@ -45,8 +48,7 @@ def test_a_stopped_sitting_counts_up_to_its_last_checkpoint(tmp_path):
     assert json.loads((folder / "fit_sittings.json").read_text())["open_since"] is None
 
 
-def test_a_sitting_stopped_before_its_first_checkpoint_counts_zero(tmp_path):
-    bench = load_translation_bench()
+def test_a_sitting_stopped_before_its_first_checkpoint_counts_zero(tmp_path, bench):
     now = time.time()
     # The last checkpoint is from an earlier sitting: the stopped one saved nothing.
     folder, ckpt = stopped_run(tmp_path, open_since=now - 100, ckpt_time=now - 5000)
