@@ -2,7 +2,7 @@
 SUBCOMMAND is fit, validate, test, predict, generate, translate, lr_find, export_vectors,
 merge_lora or chat."""
 
-from suite.cli import main
+from cli import main
 
 if __name__ == "__main__":
     main()

@@ -15,10 +15,9 @@ from pathlib import Path
 
 import torch
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the suite's packages, wherever a benchmark is run from
+from core.files import atomic_write_text
 
-from suite.files import atomic_write_text  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 
 def cpu_model() -> str:

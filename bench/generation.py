@@ -11,18 +11,14 @@ Greedy decoding of one prompt, fp32 on the CPU. Past 256 tokens the context wind
 from __future__ import annotations
 
 import argparse
-import sys
 import time
 from pathlib import Path
 
 import torch
+from common import machine_info, write_json_atomic
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from common import machine_info, write_json_atomic  # noqa: E402
-
-from lit_models import GPT  # noqa: E402
-from lit_models.modules.decoding import generate  # noqa: E402
+from lit_models import GPT
+from lit_models.modules.decoding import generate
 
 RESULTS = Path(__file__).parent / "results" / "generation.json"
 

@@ -41,17 +41,15 @@ import tempfile
 import time
 from pathlib import Path
 
+import lightning
+import torch
 from common import machine_info, write_json_atomic
 
+from datamodules.chat import ChatDataModule
+from lit_models.gpt import GPT
+from lit_models.language_model import IGNORE_INDEX, next_token_nll
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
-
-import lightning  # noqa: E402
-import torch  # noqa: E402
-
-from datamodules.chat import ChatDataModule  # noqa: E402
-from lit_models.gpt import GPT  # noqa: E402
-from lit_models.language_model import IGNORE_INDEX, next_token_nll  # noqa: E402
 
 BASE_SIZES = {"n_layer": 4, "n_head": 4, "n_embd": 128, "dropout": 0.0, "bias": False}
 TARGETS = ["in_proj", "out_proj", "fc", "proj"]

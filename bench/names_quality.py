@@ -28,16 +28,15 @@ import os
 import sys
 from pathlib import Path
 
+import torch
+import yaml
+from common import cli, cli_test, machine_info, write_json_atomic
+
+from datamodules import NamesDataModule
+from lit_models import MLPLanguageModel, WaveNetLanguageModel
+from lit_models.mlp_lm import sample_names
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
-
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from common import cli, cli_test, machine_info, write_json_atomic  # noqa: E402
-
-from datamodules import NamesDataModule  # noqa: E402
-from lit_models import MLPLanguageModel, WaveNetLanguageModel  # noqa: E402
-from lit_models.mlp_lm import sample_names  # noqa: E402
 
 TARGETS = {"mlp_names": 2.17, "wavenet_names": 1.99}  # val loss, nats per character
 MODELS = {"mlp_names": MLPLanguageModel, "wavenet_names": WaveNetLanguageModel}

@@ -18,15 +18,14 @@ import statistics
 import sys
 from pathlib import Path
 
+import torch
+import torch.nn.functional as F
+from common import machine_info, write_json_atomic
+
+from datamodules import TinyShakespeareDataModule
+from lit_models import GPT
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
-
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-from common import machine_info, write_json_atomic  # noqa: E402
-
-from datamodules import TinyShakespeareDataModule  # noqa: E402
-from lit_models import GPT  # noqa: E402
 
 NANOGPT_VAL_LOSS = 1.886
 

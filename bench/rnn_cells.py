@@ -21,20 +21,16 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 import time
 import warnings
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
+from common import machine_info, write_json_atomic
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the suite's packages
-
-from common import machine_info, write_json_atomic  # noqa: E402
-
-from lit_models import RNNLanguageModel  # noqa: E402
-from lit_models.modules.recurrent import CELLS, IMPLS  # noqa: E402
+from lit_models import RNNLanguageModel
+from lit_models.modules.recurrent import CELLS, IMPLS
 
 RESULTS = Path(__file__).parent / "results" / "rnn_cells.json"
 SIZES = dict(n_layers=2, emb_size=200, hidden_size=200, dropout=0.2, tie_weights=True)

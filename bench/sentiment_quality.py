@@ -27,11 +27,10 @@ import re
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))
+import torch
+from common import cli, cli_test, machine_info, write_json_atomic
 
-import torch  # noqa: E402
-from common import cli, cli_test, machine_info, write_json_atomic  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = "sentiment_lstm_sst2"
 TARGET_ACC = 0.85

@@ -35,19 +35,17 @@ import time
 import warnings
 from pathlib import Path
 
+import lightning as L
+import torch
+import torch.nn.functional as F
+import yaml
 from common import cpu_model, write_json_atomic
 
+from datamodules import TinyShakespeareDataModule
+from lit_models import GPT
+from lit_models.language_model import IGNORE_INDEX
+
 ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
-
-import lightning as L  # noqa: E402
-import torch  # noqa: E402
-import torch.nn.functional as F  # noqa: E402
-import yaml  # noqa: E402
-
-from datamodules import TinyShakespeareDataModule  # noqa: E402
-from lit_models import GPT  # noqa: E402
-from lit_models.language_model import IGNORE_INDEX  # noqa: E402
 
 CONFIG = ROOT / "configs" / "gpt_shakespeare_char_cpu.yaml"
 CLIP = 1.0

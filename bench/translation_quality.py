@@ -42,11 +42,10 @@ import sys
 import time
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
+import torch
+from common import cli, cli_test, machine_info, write_json_atomic
 
-import torch  # noqa: E402
-from common import cli, cli_test, machine_info, write_json_atomic  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 # pytorch-seq2seq's test BLEU (0..100) on Multi30k de->en; None: no published figure to meet.
 TARGETS = {

@@ -26,12 +26,11 @@ import os
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parents[1]
-sys.path.insert(0, str(ROOT))  # the suite's packages, wherever this is run from
+import torch
+import yaml
+from common import cli, cli_test, machine_info, write_json_atomic
 
-import torch  # noqa: E402
-import yaml  # noqa: E402
-from common import cli, cli_test, machine_info, write_json_atomic  # noqa: E402
+ROOT = Path(__file__).resolve().parents[1]
 
 CONFIGS = ("wide_deep_adult", "wide_only_adult", "deep_only_adult")
 TARGET_ACC = {"wide_deep_adult": 0.85}  # the baselines are for comparison, without a target

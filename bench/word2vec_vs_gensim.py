@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import logging
 import os
-import sys
 import time
 import warnings
 from pathlib import Path
@@ -29,13 +28,10 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
+from common import machine_info, write_json_atomic
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))  # the suite's packages
-
-from common import machine_info, write_json_atomic  # noqa: E402
-
-from datamodules.word2vec import Word2VecDataModule  # noqa: E402
-from lit_models.word2vec import Word2Vec  # noqa: E402
+from datamodules.word2vec import Word2VecDataModule
+from lit_models.word2vec import Word2Vec
 
 RESULTS = Path(__file__).parent / "results" / "word2vec_vs_gensim.json"
 SETTINGS = {

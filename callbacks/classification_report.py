@@ -12,9 +12,9 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from suite.config import run_dir
-from suite.errors import UserError
-from suite.files import atomic_path
+from core.errors import UserError
+from core.files import atomic_path
+from core.runs import run_dir
 
 COLUMNS = ["text", "true", "predicted", "confidence"]
 

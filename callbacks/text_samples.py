@@ -7,8 +7,8 @@ import lightning as L
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
+from core.errors import UserError
 from lit_models.modules.decoding import generate_text
-from suite.errors import UserError
 
 COLUMNS = ["step", "prompt", "strategy", "text"]
 

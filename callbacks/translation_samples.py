@@ -13,9 +13,9 @@ import torch
 from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
-from suite.config import run_dir
-from suite.errors import UserError
-from suite.files import atomic_path
+from core.errors import UserError
+from core.files import atomic_path
+from core.runs import run_dir
 
 COLUMNS = ["step", "source", "reference", "hypothesis"]
 SPECIAL_TOKENS = {0: "<pad>", 1: "<bos>", 2: "<eos>", 3: "<unk>"}  # fixed by the data contract

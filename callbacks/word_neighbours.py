@@ -3,7 +3,7 @@ probe words, printed and logged to W&B as a table; where a word-similarity file 
 file is given, the Spearman correlation with human scores (`val/spearman`) and the analogy
 accuracy (`val/analogy_acc`). At the end of `fit` the vectors are exported in the word2vec
 text format (`vectors.txt` beside the checkpoints), which gensim's
-`KeyedVectors.load_word2vec_format` reads. `python main.py export_vectors` (suite/word2vec_commands.py) does
+`KeyedVectors.load_word2vec_format` reads. `python main.py export_vectors` (cli/word2vec_commands.py) does
 the same from a checkpoint.
 
 Files:
@@ -30,8 +30,8 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 from torchmetrics.functional import spearman_corrcoef
 
+from core.errors import DataError, UserError
 from datamodules.word_vectors import save_word2vec_format
-from suite.errors import DataError, UserError
 
 log = logging.getLogger(__name__)
 COLUMNS = ["step", "word", "neighbours"]

@@ -35,12 +35,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from core.errors import DataError, UserError, require_positive
+from core.files import atomic_write_bytes
 from datamodules.corpus import CorpusFolder
 from datamodules.language_modeling import read_text
 from datamodules.loaders import SplitLoaders, whole_batch
 from datamodules.paths import resolve_data_dir
-from suite.errors import DataError, UserError, require_positive
-from suite.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

@@ -35,9 +35,9 @@ import lightning as L
 import torch
 import yaml
 
+from core.errors import DataError, UserError, require_positive
 from datamodules.loaders import SplitLoaders
 from datamodules.tokenizers import END_OF_TEXT, ByteTokenizer
-from suite.errors import DataError, UserError, require_positive
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100

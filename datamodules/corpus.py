@@ -7,8 +7,8 @@ import logging
 import os
 from pathlib import Path
 
+from core.errors import DataError
 from datamodules.paths import reachable
-from suite.errors import DataError
 
 log = logging.getLogger(__name__)
 

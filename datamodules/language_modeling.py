@@ -26,6 +26,8 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from core.errors import DataError, UserError, require_positive
+from core.files import atomic_write_bytes
 from datamodules.corpus import CorpusFolder
 from datamodules.dedup import SHINGLES, blank_line_blocks, drop_near_duplicates, excerpt
 from datamodules.loaders import SplitLoaders
@@ -42,8 +44,6 @@ from datamodules.tokenizers import (
     save_tokenizer,
     train_tokenizer,
 )
-from suite.errors import DataError, UserError, require_positive
-from suite.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 IGNORE_INDEX = -100

@@ -12,9 +12,9 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+from core.errors import DataError
+from core.files import atomic_write_bytes
 from datamodules.translation import TranslationDataModule, read_sentences
-from suite.errors import DataError
-from suite.files import atomic_write_bytes
 
 HUB_DATASET = "bentrevett/multi30k"
 FILE_STEMS = {"train": "train", "val": "val", "test": "test_2016_flickr"}

@@ -31,12 +31,12 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from core.errors import DataError, require_positive
+from core.files import atomic_write_bytes
 from datamodules.corpus import hub_offline
 from datamodules.language_modeling import read_text
 from datamodules.loaders import SplitLoaders, whole_batch
 from datamodules.paths import DATA_DIR_ENV, reachable
-from suite.errors import DataError, require_positive
-from suite.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

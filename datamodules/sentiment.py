@@ -37,11 +37,11 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, Sampler
 
+from core.errors import DataError, UserError, require_positive
+from core.files import atomic_write_bytes
 from datamodules.corpus import CorpusFolder
 from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
 from datamodules.tokenizers import UNK, word_vocabulary
-from suite.errors import DataError, UserError, require_positive
-from suite.files import atomic_write_bytes
 
 PAD = "<pad>"
 SPECIALS = (PAD, UNK)  # ids 0 and 1

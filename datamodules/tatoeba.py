@@ -18,9 +18,9 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.errors import DataError
+from core.files import atomic_write_bytes
 from datamodules.translation import SPLITS, TranslationDataModule, corpus_lines
-from suite.errors import DataError
-from suite.files import atomic_write_bytes
 
 SOURCE_URL = "https://www.manythings.org/anki/cmn-eng.zip"
 FILE_NAME = "cmn.txt"

@@ -12,8 +12,8 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
+from core.files import atomic_write_bytes
 from datamodules.language_modeling import LanguageModelingDataModule, read_text
-from suite.files import atomic_write_bytes
 
 SOURCE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -47,7 +47,7 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
         dedup_shingle: str = "word",
     ):
         if not 0.0 < train_fraction < 1.0:
-            from suite.errors import UserError
+            from core.errors import UserError
 
             raise UserError(f"data.train_fraction must be between 0 and 1, got {train_fraction}.")
         self.train_fraction = train_fraction

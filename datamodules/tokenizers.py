@@ -29,7 +29,7 @@ from tokenizers import (
     trainers,
 )
 
-from suite.files import atomic_write_bytes
+from core.files import atomic_write_bytes
 
 TOKENIZER_KINDS = ("word", "bpe", "char")
 EOS = "<eos>"  # word level: the end of a line, as in WikiText's standard vocabulary

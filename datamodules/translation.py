@@ -49,6 +49,8 @@ from torch.utils.data import (
     SequentialSampler,
 )
 
+from core.errors import DataError, UserError, require_positive
+from core.files import atomic_write_bytes
 from datamodules.corpus import CorpusFolder
 from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
 from datamodules.tokenizers import (
@@ -61,8 +63,6 @@ from datamodules.tokenizers import (
     train_translation_tokenizer,
     translation_tokens,
 )
-from suite.errors import DataError, UserError, require_positive
-from suite.files import atomic_write_bytes
 
 log = logging.getLogger(__name__)
 

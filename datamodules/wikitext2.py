@@ -12,8 +12,8 @@ import os
 import re
 from pathlib import Path
 
+from core.files import atomic_write_bytes
 from datamodules.language_modeling import SPLITS, LanguageModelingDataModule
-from suite.files import atomic_write_bytes
 
 HUB_DATASET = "Salesforce/wikitext"
 HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
@@ -57,7 +57,7 @@ class WikiText2DataModule(LanguageModelingDataModule):
                 them, so perplexities compare with pytorch/examples'.
         """
         if vocab_from not in VOCAB_FROM:
-            from suite.errors import UserError
+            from core.errors import UserError
 
             raise UserError(
                 f"data.vocab_from={vocab_from!r} is not known; choose one of {', '.join(VOCAB_FROM)}."

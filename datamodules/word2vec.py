@@ -35,7 +35,7 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
-from suite.errors import UserError, require_positive
+from core.errors import UserError, require_positive
 
 log = logging.getLogger(__name__)
 

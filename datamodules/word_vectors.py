@@ -15,8 +15,8 @@ from pathlib import Path
 
 import torch
 
-from suite.errors import DataError
-from suite.files import atomic_path
+from core.errors import DataError
+from core.files import atomic_path
 
 
 def save_word2vec_format(path: str | os.PathLike, words: Sequence[str], vectors) -> Path:

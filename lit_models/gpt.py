@@ -15,10 +15,10 @@ import math
 import torch
 from torch import nn
 
+from core.errors import UserError
 from lit_models.language_model import LanguageModel
 from lit_models.modules import TransformerBlock, make_positional
 from lit_models.optim import adamw_warmup_cosine
-from suite.errors import UserError
 
 
 class GPT(LanguageModel):

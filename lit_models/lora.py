@@ -30,10 +30,10 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from core.errors import UserError, require_positive
 from lit_models.gpt import GPT
 from lit_models.language_model import LanguageModel
 from lit_models.optim import adamw_warmup_cosine
-from suite.errors import UserError, require_positive
 
 TARGETS = ("in_proj", "out_proj", "fc", "proj")
 QUANTIZE = ("none", "4bit")

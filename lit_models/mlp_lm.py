@@ -33,10 +33,10 @@ import random
 import torch
 from torch import nn
 
+from core.errors import UserError
 from lit_models.language_model import LanguageModel
 from lit_models.modules.decoding import TextCodec, generate
 from lit_models.optim import adamw_decaying_matrices, planned_steps
-from suite.errors import UserError
 
 OPTIMIZERS = ("sgd", "adamw")
 

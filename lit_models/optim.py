@@ -11,7 +11,7 @@ import lightning as L
 import torch
 from torch import nn
 
-from suite.errors import UserError
+from core.errors import UserError
 
 
 def adamw_decaying_matrices(

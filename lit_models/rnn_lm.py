@@ -22,6 +22,7 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.errors import UserError
 from lit_models.language_model import IGNORE_INDEX, LanguageModel, next_token_nll
 from lit_models.modules.recurrent import (
     CELLS,
@@ -33,7 +34,6 @@ from lit_models.modules.recurrent import (
     select_rows,
 )
 from lit_models.optim import adamw_decaying_matrices
-from suite.errors import UserError
 
 OPTIMIZERS = ("sgd", "adamw")
 

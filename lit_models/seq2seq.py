@@ -31,10 +31,10 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
+from core.errors import UserError
 from lit_models.modules import AdditiveAttention, make_recurrent
 from lit_models.modules.recurrent import select_rows
 from lit_models.translation import Translator, evaluating, index_rows
-from suite.errors import UserError
 
 SEQ2SEQ_CELLS = ("lstm", "gru")
 

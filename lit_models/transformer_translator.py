@@ -24,12 +24,12 @@ import math
 import torch
 from torch import nn
 
+from core.errors import UserError
 from lit_models.modules import TransformerBlock, TransformerDecoderBlock, make_positional
 from lit_models.modules.positional import POSITIONAL_KINDS
 from lit_models.modules.transformer import ACTIVATIONS
 from lit_models.optim import NoamSchedule
 from lit_models.translation import Translator, evaluating, index_rows
-from suite.errors import UserError
 
 SCHEDULES = ("noam", "constant")
 

@@ -33,10 +33,10 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.text import BLEUScore, SacreBLEUScore
 
+from core.errors import UserError
 from lit_models.language_model import IGNORE_INDEX, LanguageModel, next_token_nll
 from lit_models.metrics import LanguageModelMetrics
 from lit_models.modules.decoding import beam_search, generate
-from suite.errors import UserError
 
 TRANSLATE_CHUNK = 128  # sentences decoded together by translate_ids' greedy search
 

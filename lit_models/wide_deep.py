@@ -42,7 +42,7 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
-from suite.errors import UserError
+from core.errors import UserError
 
 PARTS = ("wide_deep", "wide", "deep")
 OPTIMIZERS = ("split", "adam")

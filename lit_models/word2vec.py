@@ -30,8 +30,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import UserError
 from lit_models.modules.huffman import padded_paths
-from suite.errors import UserError
 
 ARCHITECTURES = ("skipgram", "cbow")
 OPTIMIZERS = ("sgd", "sparse_adam")

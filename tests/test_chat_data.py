@@ -8,6 +8,7 @@ import json
 import pytest
 import torch
 
+from core.errors import DataError, UserError
 from datamodules.chat import (
     ASSISTANT,
     CHAT_SPECIALS,
@@ -18,7 +19,6 @@ from datamodules.chat import (
 )
 from datamodules.tokenizers import END_OF_TEXT, ByteTokenizer
 from lit_models.language_model import next_token_nll
-from suite.errors import DataError, UserError
 
 
 def counted_text(data: ChatDataModule, targets: list[int]) -> str:

@@ -11,7 +11,7 @@ import pytest
 import torch
 import yaml
 
-from suite.trainer import Trainer, resolve_precision
+from cli.trainer import Trainer, resolve_precision
 from tests.conftest import SHARED_DATA, TINY_GPT, config, need_corpus, run_cli
 
 SHAKESPEARE = config("gpt_shakespeare_char.yaml")

@@ -12,11 +12,11 @@ import pytest
 import torch
 
 import datamodules.language_modeling as lm
+from core.errors import DataError, UserError
 from datamodules import TinyShakespeareDataModule, WikiText2DataModule
 from datamodules.language_modeling import SPLITS, OrderedBlocks, RandomWindows
 from datamodules.tokenizers import EOS, UNK, EncodedSplit, encode_lines, train_tokenizer
 from lit_models.metrics import LanguageModelMetrics
-from suite.errors import DataError, UserError
 
 IGNORE = -100
 

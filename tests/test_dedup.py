@@ -13,11 +13,11 @@ from pathlib import Path
 import pytest
 import yaml
 
+from core.errors import DataError, UserError
 from datamodules import dedup
 from datamodules.dedup import blank_line_blocks, drop_near_duplicates
 from datamodules.tinyshakespeare import TinyShakespeareDataModule
 from datamodules.wikitext2 import WikiText2DataModule
-from suite.errors import DataError, UserError
 from tests.conftest import ROOT, TINY_GPT, config, run_cli
 
 VOCAB = [f"{a}{b}{c}" for a in "bcdfgklmnp" for b in "aeiou" for c in "rstvxz"]  # 300 words

@@ -8,8 +8,8 @@ import io
 import datasets
 import pytest
 
+from core.errors import DataError
 from datamodules import TinyShakespeareDataModule, WikiText2DataModule, corpus
-from suite.errors import DataError
 
 WIKI_ROWS = {
     "train": ["", " = Title = \n", "", " the cat sat on the mat . \n", " a dog ran . \n"],

@@ -1,8 +1,8 @@
-"""suite.files: an output is replaced whole or left as it was, never half-written."""
+"""core.files: an output is replaced whole or left as it was, never half-written."""
 
 import pytest
 
-from suite.files import atomic_path, atomic_write_bytes, atomic_write_text
+from core.files import atomic_path, atomic_write_bytes, atomic_write_text
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):

@@ -179,7 +179,7 @@ def test_schedule_without_warmup_starts_at_the_peak():
 
 
 def test_lr_decay_steps_default_needs_an_end():
-    from suite.errors import UserError
+    from core.errors import UserError
 
     model = tiny_gpt()  # no trainer, no lr_decay_steps
     with pytest.raises(UserError, match="max_steps"):

@@ -9,11 +9,11 @@ import importlib.util
 import pytest
 import torch
 
+from cli.trainer import Trainer
+from core.errors import UserError
 from datamodules.chat import ChatDataModule
 from lit_models.gpt import GPT
 from lit_models.lora import ADAPTER_MARK, LoRAGPT
-from suite.errors import UserError
-from suite.trainer import Trainer
 from tests.conftest import config, run_cli
 
 BASE = {"vocab_size": 259, "block_size": 32, "n_layer": 2, "n_head": 2, "n_embd": 32}

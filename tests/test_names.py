@@ -14,13 +14,13 @@ import torch
 import torch.nn.functional as F
 
 import datamodules.names as names_module
+from cli.app import main as cli_main
+from core.errors import DataError, UserError
 from datamodules import NamesDataModule
 from datamodules.names import ContextWindows, context_windows, read_names, split_names
 from lit_models import MLPLanguageModel, WaveNetLanguageModel
 from lit_models.mlp_lm import sample_names
 from lit_models.modules.decoding import generate_text, generate_text_beam_search
-from suite.cli import main as cli_main
-from suite.errors import DataError, UserError
 from tests.conftest import config, need_corpus, run_cli
 
 VOCAB = 27

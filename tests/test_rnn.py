@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch import nn
 
+from core.errors import UserError
 from datamodules import TinyShakespeareDataModule, WikiText2DataModule
 from datamodules.language_modeling import ContiguousColumns
 from datamodules.tokenizers import EncodedSplit
@@ -27,7 +28,6 @@ from lit_models.modules.recurrent import (
     rnn_relu_cell,
     rnn_tanh_cell,
 )
-from suite.errors import UserError
 from tests.conftest import config, need_corpus, run_cli
 
 IGNORE = -100

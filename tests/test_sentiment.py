@@ -10,6 +10,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from core.errors import DataError
 from datamodules.sentiment import (
     RTPolarityDataModule,
     SST2DataModule,
@@ -19,7 +20,6 @@ from datamodules.sentiment import (
 )
 from datamodules.word_vectors import save_word2vec_format
 from lit_models.text_classifier import TextClassifier
-from suite.errors import DataError
 from tests.conftest import config, need_corpus, run_cli
 
 TINY = [

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from suite.trainer import _redebias
+from cli.trainer import _redebias
 from tests.conftest import SHARED_DATA, TINY_GPT, config, need_corpus, run_cli
 
 CPU_CONFIG = config("gpt_shakespeare_char_cpu.yaml")

@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from suite.cli import main
+from cli.app import main
 from tests.conftest import SHARED_DATA, config, need_corpus, run_cli
 
 CORPUS = {

@@ -13,6 +13,7 @@ import pytest
 import torch
 from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
+from core.errors import DataError, UserError
 from datamodules import Multi30kDataModule, TatoebaZhEnDataModule
 from datamodules.tatoeba import read_tatoeba, split_by_english
 from datamodules.tokenizers import (
@@ -22,7 +23,6 @@ from datamodules.tokenizers import (
     translation_tokens,
 )
 from datamodules.translation import BucketBatchSampler, EpochRandomSampler, collate_pairs
-from suite.errors import DataError, UserError
 from tests.conftest import need_corpus
 
 SENTENCES = [

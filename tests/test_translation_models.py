@@ -14,6 +14,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.errors import UserError
 from lit_models import AttentionSeq2Seq, Seq2Seq, TransformerTranslator
 from lit_models.modules import (
     AdditiveAttention,
@@ -24,7 +25,6 @@ from lit_models.modules import (
 from lit_models.modules.decoding import beam_search
 from lit_models.optim import NoamSchedule, noam_learning_rate
 from lit_models.translation import BoundSource
-from suite.errors import UserError
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB, BLOCK = 16, 12  # ids 4..15 are words

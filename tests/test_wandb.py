@@ -15,7 +15,7 @@ import pytest
 import yaml
 from wandb.proto import wandb_internal_pb2 as pb
 
-from suite.wandb_mode import choose_wandb_mode, has_wandb_credentials
+from cli.wandb_mode import choose_wandb_mode, has_wandb_credentials
 from tests.conftest import TINY_GPT, config, run_cli
 
 SHAKESPEARE = config("gpt_shakespeare_char.yaml")

@@ -12,6 +12,7 @@ import pytest
 import torch
 from torch.utils.data import DataLoader
 
+from core.errors import DataError
 from datamodules.adult import (
     CATEGORICAL,
     COLUMNS,
@@ -23,7 +24,6 @@ from datamodules.adult import (
     split_rows,
 )
 from lit_models.wide_deep import FTRLProximal, WideDeep
-from suite.errors import DataError
 from tests.conftest import config, need_corpus, run_cli
 
 VALUES = {

@@ -17,6 +17,7 @@ from callbacks.word_neighbours import (
     read_similarity_file,
     similarity_spearman,
 )
+from core.errors import DataError, UserError
 from datamodules.word2vec import (
     NoiseSampler,
     Word2VecDataModule,
@@ -27,7 +28,6 @@ from datamodules.word2vec import (
 from datamodules.word_vectors import load_word2vec_format, save_word2vec_format
 from lit_models.modules.huffman import huffman_tree
 from lit_models.word2vec import Word2Vec
-from suite.errors import DataError, UserError
 from tests.conftest import config, need_corpus, run_cli
 
 SKIPGRAM = config("word2vec_skipgram_wikitext2.yaml")

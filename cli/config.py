@@ -2,23 +2,12 @@
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import yaml
 from lightning.pytorch.cli import SaveConfigCallback
 from lightning.pytorch.loggers import WandbLogger
 
-from suite.files import atomic_path
-
-
-def run_dir(trainer) -> Path:
-    """The folder Lightning's ModelCheckpoint uses as the parent of `checkpoints/`."""
-    if not trainer.loggers:
-        return Path(trainer.default_root_dir)
-    logger = trainer.loggers[0]
-    save_dir = logger.save_dir or trainer.default_root_dir
-    version = logger.version if isinstance(logger.version, str) else f"version_{logger.version}"
-    return Path(save_dir) / str(logger.name) / version
+from core.files import atomic_path
+from core.runs import run_dir
 
 
 class SaveAndLogConfig(SaveConfigCallback):

@@ -5,8 +5,8 @@
 - `generate`: from a checkpoint and prompts to text, with the shared decoding module.
 - `translate`: from a checkpoint and source sentences to translations (greedy or beam search).
 - `lr_find`: Lightning's learning-rate range test, saved as a loss-vs-lr plot.
-- `export_vectors` (suite/word2vec_commands.py): word2vec vectors in the word2vec text format.
-- `merge_lora`, `chat` (suite/lora_commands.py): fold a LoRA adapter into its base GPT; answer
+- `export_vectors` (cli/word2vec_commands.py): word2vec vectors in the word2vec text format.
+- `merge_lora`, `chat` (cli/lora_commands.py): fold a LoRA adapter into its base GPT; answer
   prompts from a chat model.
 
 The CLI turns each Trainer method into a subcommand, its arguments into options.
@@ -20,12 +20,12 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from cli.checkpoints import load_weights
+from cli.lora_commands import LoRACommands
+from cli.word2vec_commands import Word2VecCommands
+from core.errors import UserError
+from core.files import atomic_path, atomic_write_text
 from lit_models.modules.decoding import generate_text, generate_text_beam_search
-from suite.checkpoints import load_weights
-from suite.errors import UserError
-from suite.files import atomic_path, atomic_write_text
-from suite.lora_commands import LoRACommands
-from suite.word2vec_commands import Word2VecCommands
 
 UNK_ID = 3  # <pad> 0, <bos> 1, <eos> 2, <unk> 3: fixed for every translation corpus
 

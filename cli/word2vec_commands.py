@@ -11,8 +11,8 @@ from pathlib import Path
 import lightning as L
 
 from callbacks.word_neighbours import VECTORS_FILE, export_vectors
-from suite.checkpoints import load_weights
-from suite.errors import UserError
+from cli.checkpoints import load_weights
+from core.errors import UserError
 
 
 class Word2VecCommands:

@@ -7,7 +7,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
-from suite.errors import UserError
+from core.errors import UserError
 
 
 def load_weights(model: L.LightningModule, ckpt_path: str) -> None:

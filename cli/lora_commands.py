@@ -15,10 +15,10 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from cli.checkpoints import load_weights
+from core.errors import UserError
+from core.files import atomic_path
 from lit_models.modules.decoding import generate_text
-from suite.checkpoints import load_weights
-from suite.errors import UserError
-from suite.files import atomic_path
 
 
 class LoRACommands:

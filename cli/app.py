@@ -20,10 +20,10 @@ from lightning.pytorch.cli import LightningCLI
 import callbacks  # noqa: F401 - registers the suite's callbacks for short class paths
 import datamodules  # noqa: F401 - registers the datamodules for short class paths
 import lit_models  # noqa: F401 - registers the models for short class paths
-from suite.config import SaveAndLogConfig
-from suite.errors import UserError
-from suite.trainer import Trainer
-from suite.wandb_mode import choose_wandb_mode
+from cli.config import SaveAndLogConfig
+from cli.trainer import Trainer
+from cli.wandb_mode import choose_wandb_mode
+from core.errors import UserError
 
 
 class SuiteCLI(LightningCLI):
