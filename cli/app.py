@@ -13,8 +13,9 @@ import pickle
 import sys
 from pathlib import Path
 
-from jsonargparse import ArgumentError
+from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
+from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 import callbacks  # noqa: F401 - registers the suite's callbacks for short class paths
@@ -26,6 +27,11 @@ from cli.wandb_mode import choose_wandb_mode
 from core.errors import UserError
 
 
+# The settings every run shares (trainer, logger, checkpoints, early stopping), read before
+# the config a user names, so that each configs/*.yaml holds only what differs.
+DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "defaults.yaml"
+
+
 class SuiteCLI(LightningCLI):
     def __init__(self, *args, **kwargs):
         kwargs.setdefault("trainer_class", Trainer)
@@ -35,7 +41,11 @@ class SuiteCLI(LightningCLI):
         kwargs.setdefault("seed_everything_default", 1337)
         kwargs.setdefault("auto_configure_optimizers", False)  # each model owns its recipe
         # Raise parse errors (unknown key, bad value) to main() instead of printing the usage.
-        kwargs.setdefault("parser_kwargs", {"exit_on_error": False})
+        subcommand_kwargs = {"exit_on_error": False, "default_config_files": [DEFAULTS]}
+        kwargs.setdefault(
+            "parser_kwargs",
+            {"exit_on_error": False, **{name: subcommand_kwargs for name in self.subcommands()}},
+        )
         super().__init__(None, None, *args, **kwargs)
 
     @staticmethod
@@ -79,6 +89,13 @@ class SuiteCLI(LightningCLI):
                 f"--ckpt_path {ckpt_path}: not a readable checkpoint ({type(err).__name__}: {err})."
             ) from None
 
+    def add_default_arguments_to_parser(self, parser) -> None:
+        super().add_default_arguments_to_parser(parser)
+        # Every run keeps its best checkpoint and last.ckpt and stops early: settings under
+        # `checkpoint:` and `early_stopping:` (configs/defaults.yaml), not repeated per config.
+        parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments(
             "data.vocab_size", "model.init_args.vocab_size", apply_on="instantiate"
@@ -105,6 +122,20 @@ class SuiteCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         choose_wandb_mode()
+        subcommand = self.config.get("subcommand")
+        name_run_after_config(self.config[subcommand] if subcommand else self.config)
+
+
+def name_run_after_config(config: Namespace) -> None:
+    """A logger left unnamed (W&B's None, CSV's and TensorBoard's `lightning_logs`) names the
+    run after the last config file given: `configs/gpt_wikitext2.yaml` runs as gpt_wikitext2."""
+    logger = config.get("trainer", Namespace()).get("logger")
+    files = config.get("config") or []
+    if not files or not isinstance(logger, Namespace):
+        return
+    init_args = logger.get("init_args")
+    if isinstance(init_args, Namespace) and init_args.get("name", "") in (None, "lightning_logs"):
+        init_args.name = Path(str(files[-1])).stem
 
 
 def main(args: list[str] | None = None) -> None:
