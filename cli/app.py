@@ -26,7 +26,6 @@ from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
 from core.errors import UserError
 
-
 # The settings every run shares (trainer, logger, checkpoints, early stopping), read before
 # the config a user names, so that each configs/*.yaml holds only what differs.
 DEFAULTS = Path(__file__).resolve().parents[1] / "configs" / "defaults.yaml"
