@@ -1,0 +1,43 @@
+"""Configs say only what differs: the shared settings live in configs/defaults.yaml, every
+config parses merged with them, and the listing names each config's model and corpus."""
+
+from __future__ import annotations
+
+import pytest
+import yaml
+
+from cli.app import main
+from cli.list_configs import config_rows
+from tests.conftest import ROOT
+
+CONFIGS = sorted(p for p in (ROOT / "configs").glob("*.yaml") if p.name != "defaults.yaml")
+SHARED = {"seed_everything", "logger", "ModelCheckpoint", "EarlyStopping"}
+# One config of each kind of override (a parse costs seconds: the parser of every subcommand
+# is built); the other configs are parsed by the tests that train them.
+PARSED = ["gpt_wikitext2", "gpt_chat_pretrain", "sentiment_lstm_sst2", "word2vec_cbow_wikitext2"]
+
+
+@pytest.mark.parametrize("name", PARSED)
+def test_config_parses_merged_with_the_defaults(name, capsys):
+    with pytest.raises(SystemExit) as exit_info:
+        main(["fit", "--config", str(ROOT / "configs" / f"{name}.yaml"), "--print_config"])
+    assert exit_info.value.code in (0, None)
+    merged = yaml.safe_load(capsys.readouterr().out)
+    assert merged["seed_everything"] == 1337
+    assert merged["trainer"]["logger"]["class_path"].endswith("WandbLogger")
+    assert merged["checkpoint"]["save_last"] is True
+    assert merged["early_stopping"]["monitor"] == merged["checkpoint"]["monitor"]
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_does_not_repeat_the_defaults(path):
+    text = path.read_text(encoding="utf-8")
+    repeated = {word for word in SHARED if f"{word}:" in text or f".{word}" in text}
+    assert not repeated, f"{path.name} repeats shared settings: {sorted(repeated)}"
+
+
+def test_list_configs_names_model_and_corpus():
+    rows = {name: (model, data) for name, model, data in config_rows()}
+    assert set(rows) == {p.name for p in CONFIGS}
+    assert rows["gpt_wikitext2.yaml"] == ("GPT", "WikiText2DataModule")
+    assert rows["transformer_multi30k.yaml"] == ("TransformerTranslator", "Multi30kDataModule")
