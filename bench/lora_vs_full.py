@@ -45,9 +45,10 @@ import lightning
 import torch
 from common import machine_info, write_json_atomic
 
+from core.constants import IGNORE_INDEX
 from datamodules.chat import ChatDataModule
 from lit_models.gpt import GPT
-from lit_models.language_model import IGNORE_INDEX, next_token_nll
+from lit_models.language_model import next_token_nll
 
 ROOT = Path(__file__).resolve().parents[1]
 

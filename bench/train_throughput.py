@@ -41,9 +41,9 @@ import torch.nn.functional as F
 import yaml
 from common import cpu_model, write_json_atomic
 
+from core.constants import IGNORE_INDEX
 from datamodules import TinyShakespeareDataModule
 from lit_models import GPT
-from lit_models.language_model import IGNORE_INDEX
 
 ROOT = Path(__file__).resolve().parents[1]
 

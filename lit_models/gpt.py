@@ -151,9 +151,6 @@ class GPT(LanguageModel):
             h = block(h, attn_mask=allowed[:, None], cache=None if caches is None else caches[i])
         return self.lm_head(self.ln_f(h[:, -1]))
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
     def flops_per_token(self) -> float:
         """Training FLOPs per token, forward and backward: 6N + 12 L T d (Kaplan et al.; PaLM)."""
         hp = self.hparams

@@ -31,7 +31,7 @@ import torch
 from torch import nn
 
 from core.errors import UserError, require_positive
-from lit_models.gpt import GPT
+from lit_models.gpt import GPT, DecodingWindow
 from lit_models.language_model import LanguageModel
 from lit_models.optim import adamw_warmup_cosine
 
@@ -116,14 +116,19 @@ class LoRAGPT(LanguageModel):
     def forward(self, input_ids: torch.Tensor) -> torch.Tensor:
         return self.model(input_ids)
 
-    # decoding (lit_models.modules.decoding) goes through the adapted GPT
-    def start_decoding(self, input_ids, attention_mask):
+    # decoding (lit_models.modules.decoding) goes through the adapted GPT; decoding_mode is
+    # TextModel's, on this module, which holds the GPT
+    def start_decoding(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, DecodingWindow]:
         return self.gpt.start_decoding(input_ids, attention_mask)
 
-    def continue_decoding(self, state, next_ids):
+    def continue_decoding(
+        self, state: DecodingWindow, next_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, DecodingWindow]:
         return self.gpt.continue_decoding(state, next_ids)
 
-    def reorder_decoding_state(self, state, rows):
+    def reorder_decoding_state(self, state: DecodingWindow, rows: torch.Tensor) -> DecodingWindow:
         return self.gpt.reorder_decoding_state(state, rows)
 
     def parameter_counts(self) -> tuple[int, int]:

@@ -22,8 +22,9 @@ from __future__ import annotations
 import torch
 from torch import nn
 
+from core.constants import IGNORE_INDEX
 from core.errors import UserError
-from lit_models.language_model import IGNORE_INDEX, LanguageModel, next_token_nll
+from lit_models.language_model import LanguageModel, next_token_nll, scores_of_targets
 from lit_models.modules.recurrent import (
     CELLS,
     IMPLS,
@@ -34,6 +35,7 @@ from lit_models.modules.recurrent import (
     select_rows,
 )
 from lit_models.optim import adamw_decaying_matrices
+from lit_models.text_model import EvalStage, TokenScores
 
 OPTIMIZERS = ("sgd", "adamw")
 
@@ -127,25 +129,12 @@ class RNNLanguageModel(LanguageModel):
             self.carried[stream] = detach_state(state)  # the gradient stops at this batch
         return next_token_nll(logits, batch["targets"])
 
-    def training_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> torch.Tensor:
+    def training_loss(self, batch: dict[str, torch.Tensor]) -> torch.Tensor:
         nll = self.token_nll(batch, stream="train")
-        loss = nll.sum() / (batch["targets"] != IGNORE_INDEX).sum()
-        if self._writes_logs_this_step():
-            self.log("train/loss", loss, prog_bar=True)
-        return loss
+        return nll.sum() / (batch["targets"] != IGNORE_INDEX).sum()
 
-    def validation_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._score_stream(batch, "val")
-
-    def test_step(self, batch: dict[str, torch.Tensor], batch_idx: int) -> None:
-        self._score_stream(batch, "test")
-
-    def _score_stream(self, batch: dict[str, torch.Tensor], stage: str) -> None:
-        nll = self.token_nll(batch, stream=stage)
-        mask = batch["targets"] != IGNORE_INDEX
-        self.eval_metrics[stage].update(
-            nll, mask, batch.get("target_words"), batch.get("target_chars")
-        )
+    def score_tokens(self, batch: dict[str, torch.Tensor], stage: EvalStage) -> TokenScores:
+        return scores_of_targets(self.token_nll(batch, stream=stage), batch)
 
     def on_train_epoch_start(self) -> None:
         self.carried.pop("train", None)
@@ -182,9 +171,6 @@ class RNNLanguageModel(LanguageModel):
 
     def reorder_decoding_state(self, state: State, rows: torch.Tensor) -> State:
         return select_rows(state, rows)
-
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
 
     def configure_optimizers(self):
         hp = self.hparams

@@ -34,7 +34,7 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from core.errors import UserError
 from lit_models.modules import AdditiveAttention, make_recurrent
 from lit_models.modules.recurrent import select_rows
-from lit_models.translation import Translator, evaluating, index_rows
+from lit_models.translation import Translator, index_rows
 
 SEQ2SEQ_CELLS = ("lstm", "gru")
 
@@ -265,6 +265,6 @@ class AttentionSeq2Seq(RecurrentTranslator):
         return torch.stack(weights, dim=1)
 
     def cross_attention(self, source: list[int], target: list[int]) -> torch.Tensor:
-        with evaluating(self):
+        with self.decoding_mode():
             source_ids, target_ids = self.teacher_forced_pair(source, target)
             return self.attention_weights(source_ids, target_ids[:, :-1])[0]

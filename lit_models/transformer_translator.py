@@ -29,7 +29,7 @@ from lit_models.modules import TransformerBlock, TransformerDecoderBlock, make_p
 from lit_models.modules.positional import POSITIONAL_KINDS
 from lit_models.modules.transformer import ACTIVATIONS
 from lit_models.optim import NoamSchedule
-from lit_models.translation import Translator, evaluating, index_rows
+from lit_models.translation import Translator, index_rows
 
 SCHEDULES = ("noam", "constant")
 
@@ -187,7 +187,7 @@ class TransformerTranslator(Translator):
 
     def cross_attention(self, source: list[int], target: list[int]) -> torch.Tensor:
         """Mean over the heads of the last decoder layer: [len(target), len(source)]."""
-        with evaluating(self):
+        with self.decoding_mode():
             source_ids, target_ids = self.teacher_forced_pair(source, target)
             return self.attention_weights(source_ids, target_ids[:, :-1])[0].mean(dim=0)
 

@@ -19,29 +19,28 @@ for decoding one token at a time
 
 `BoundSource` binds an encoded source batch to the model, so that the shared `generate`
 (greedy) and `beam_search` in lit_models/modules/decoding.py translate as they continue a
-prompt: the prompt is [<bos>], the continuation the translation.
+prompt: the prompt is [<bos>], the continuation the translation. The training and evaluation
+loop is TextModel's (lit_models/text_model.py); a translator adds BLEU to it.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager
 
-import lightning as L
 import torch
 import torch.nn.functional as F
 from torch import nn
 from torchmetrics.text import BLEUScore, SacreBLEUScore
 
+from core.constants import IGNORE_INDEX
 from core.errors import UserError
-from lit_models.language_model import IGNORE_INDEX, LanguageModel, next_token_nll
-from lit_models.metrics import LanguageModelMetrics
-from lit_models.modules.decoding import beam_search, generate
+from lit_models.modules.decoding import DecodingState, beam_search, generate
+from lit_models.text_model import EVAL_STAGES, EvalStage, TextModel, TokenScores, next_token_nll
 
 TRANSLATE_CHUNK = 128  # sentences decoded together by translate_ids' greedy search
 
 
-class Translator(L.LightningModule):
+class Translator(TextModel):
     """Subclasses call `super().__init__()`, then `self.save_hyperparameters()` with the init
     args of the contract (vocab_size, block_size, pad_id, bos_id, eos_id, learning_rate,
     label_smoothing, eval_num_beams, test_num_beams, length_penalty, max_new_tokens), then
@@ -49,9 +48,6 @@ class Translator(L.LightningModule):
 
     def __init__(self):
         super().__init__()
-        self.eval_metrics = nn.ModuleDict(
-            {"val": LanguageModelMetrics(), "test": LanguageModelMetrics()}
-        )
         self.bleu_metrics: nn.ModuleDict | None = None  # made in setup() when the data can decode
 
     def check_translation_hparams(self) -> None:
@@ -97,21 +93,15 @@ class Translator(L.LightningModule):
     def source_mask(self, source: torch.Tensor) -> torch.Tensor:
         return source != self.hparams.pad_id
 
-    def training_step(self, batch: dict, batch_idx: int) -> torch.Tensor:
+    def training_loss(self, batch: dict) -> torch.Tensor:
         target = batch["target"]
         logits = self(batch["source"], target[:, :-1])
-        loss = F.cross_entropy(
+        return F.cross_entropy(
             logits.flatten(0, 1).float(),
             target[:, 1:].flatten(),
             ignore_index=self.hparams.pad_id,
             label_smoothing=self.hparams.label_smoothing,
         )
-        if self._writes_logs_this_step():
-            self.log("train/loss", loss, prog_bar=True)
-        return loss
-
-    # One rule for every model of the suite: log train/loss only on the steps Lightning writes.
-    _writes_logs_this_step = LanguageModel._writes_logs_this_step
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
@@ -125,28 +115,27 @@ class Translator(L.LightningModule):
                             "bleu_tok": BLEUScore(),
                         }
                     )
-                    for stage in ("val", "test")
+                    for stage in EVAL_STAGES
                 }
             )
 
-    def validation_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._evaluate(batch, "val", self.hparams.eval_num_beams)
-
-    def test_step(self, batch: dict, batch_idx: int) -> dict:
-        return self._evaluate(batch, "test", self.hparams.test_num_beams)
-
-    def _evaluate(self, batch: dict, stage: str, num_beams: int) -> dict:
-        """Loss and perplexity teacher-forced; BLEU of the translations when the datamodule
-        can turn ids into text. Returns the hypotheses' ids (and text) for callbacks."""
+    def score_tokens(self, batch: dict, stage: EvalStage) -> TokenScores:
+        """Teacher-forced: the NLL of target[:, 1:] reading target[:, :-1], without smoothing."""
         source, target = batch["source"], batch["target"]
         gold = target[:, 1:]
         real = gold != self.hparams.pad_id
         nll = next_token_nll(self(source, target[:, :-1]), gold.masked_fill(~real, IGNORE_INDEX))
-        self.eval_metrics[stage].update(nll, real)
+        return TokenScores(nll, real)
+
+    def update_extra_metrics(self, batch: dict, stage: EvalStage) -> dict:
+        """BLEU of the translations when the datamodule can turn ids into text (greedy or beam
+        search by `eval_num_beams` / `test_num_beams`). Returns the hypotheses' ids (and text)
+        for callbacks."""
         if self.bleu_metrics is None:
             return {}
+        num_beams = self.hparams.eval_num_beams if stage == "val" else self.hparams.test_num_beams
         hypotheses = self._translate_batch(
-            source, num_beams, self.hparams.length_penalty, self._max_new_tokens(None)
+            batch["source"], num_beams, self.hparams.length_penalty, self._max_new_tokens(None)
         )
         codec = self._trainer.datamodule
         texts = [codec.decode(ids) for ids in hypotheses]
@@ -157,22 +146,12 @@ class Translator(L.LightningModule):
         metrics["bleu_tok"].update([words(t) for t in texts], [[words(r)] for r in references])
         return {"hypotheses": hypotheses, "hypothesis_text": texts}
 
-    def on_validation_epoch_end(self) -> None:
-        self._log_eval("val")
-
-    def on_test_epoch_end(self) -> None:
-        self._log_eval("test")
-
-    def _log_eval(self, stage: str) -> None:
-        metric = self.eval_metrics[stage]
-        values = metric.compute()  # summed over DDP ranks by torchmetrics
-        for name in ("loss", "ppl"):
-            self.log(f"{stage}/{name}", values[name], prog_bar=True)
-        metric.reset()
-        if self.bleu_metrics is not None:
-            for name, bleu in self.bleu_metrics[stage].items():
-                self.log(f"{stage}/{name}", 100 * bleu.compute(), prog_bar=name == "bleu")
-                bleu.reset()
+    def log_extra_metrics(self, stage: EvalStage) -> None:
+        if self.bleu_metrics is None:
+            return
+        for name, bleu in self.bleu_metrics[stage].items():
+            self.log(f"{stage}/{name}", 100 * bleu.compute(), prog_bar=name == "bleu")
+            bleu.reset()
 
     # --- translation -------------------------------------------------------------------------
 
@@ -238,22 +217,26 @@ class Translator(L.LightningModule):
         """A source and [<bos>] + target as batches of one, for cross_attention."""
         return self._right_pad([source]), self._right_pad([[self.hparams.bos_id, *target]])
 
-    def num_parameters(self) -> int:
-        return sum(p.numel() for p in self.parameters())
-
 
 class BoundSource:
-    """A translator with one encoded source batch, seen by the shared decoding strategies as a
-    language model: the prompts are target prefixes (one per source row, all of one length,
-    usually [<bos>]) and the continuation is the translation. It implements the decoding
-    protocol (start_decoding / continue_decoding / reorder_decoding_state) and the few
-    nn.Module calls that `generate` and `beam_search` make (parameters, training, eval, train).
-    The source is encoded in start_decoding, so under their no_grad and eval mode."""
+    """A translator with one source batch, seen by the shared decoding strategies as a
+    language model (it is `Decodable`): the prompts are target prefixes (one per source row,
+    all of one length, usually [<bos>]) and the continuation is the translation. The source is
+    encoded in start_decoding, so inside the translator's decoding mode (eval, no gradient)."""
 
     def __init__(self, model: Translator, source: torch.Tensor):
         self.model, self.source = model, source
 
-    def start_decoding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
+    @property
+    def device(self) -> torch.device:
+        return self.model.device
+
+    def decoding_mode(self) -> AbstractContextManager[None]:
+        return self.model.decoding_mode()
+
+    def start_decoding(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, DecodingState]:
         if not bool(attention_mask.all()):
             raise ValueError("every target prefix must have the same length")
         if input_ids.size(0) != self.source.size(0):
@@ -266,40 +249,15 @@ class BoundSource:
             logits, state = self.model.decode_step(memory, state, input_ids[:, t])
         return logits, (memory, state)
 
-    def continue_decoding(self, state, next_ids: torch.Tensor):
+    def continue_decoding(
+        self, state: DecodingState, next_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, DecodingState]:
         memory, decoder_state = state
         logits, decoder_state = self.model.decode_step(memory, decoder_state, next_ids)
         return logits, (memory, decoder_state)
 
-    def reorder_decoding_state(self, state, rows: torch.Tensor):
+    def reorder_decoding_state(self, state: DecodingState, rows: torch.Tensor) -> DecodingState:
         return self.model.reorder_decoding(*state, rows)
-
-    def parameters(self):
-        return self.model.parameters()
-
-    @property
-    def training(self) -> bool:
-        return self.model.training
-
-    def eval(self) -> BoundSource:
-        self.model.eval()
-        return self
-
-    def train(self, mode: bool = True) -> BoundSource:
-        self.model.train(mode)
-        return self
-
-
-@contextmanager
-def evaluating(model: nn.Module) -> Iterator[None]:
-    """No dropout and no gradient for a while; the model's mode is restored after."""
-    was_training = model.training
-    model.eval()
-    try:
-        with torch.no_grad():
-            yield
-    finally:
-        model.train(was_training)
 
 
 def index_rows(tree, rows: torch.Tensor, dim: int = 0):

@@ -11,8 +11,10 @@ from torch import nn
 from datamodules import TinyShakespeareDataModule
 from lit_models import GPT
 from lit_models.modules.decoding import (
+    Decodable,
     apply_repetition_penalty,
     beam_search,
+    evaluating,
     generate,
     generate_text,
     generate_text_beam_search,
@@ -33,7 +35,13 @@ class MarkovModel(nn.Module):
         for token, row in table.items():
             probs[token] = torch.tensor(row)
         self.register_buffer("log_probs", probs.log())
-        self.dummy = nn.Parameter(torch.zeros(()))  # decoding asks the parameters for a device
+
+    @property
+    def device(self) -> torch.device:
+        return self.log_probs.device
+
+    def decoding_mode(self):
+        return evaluating(self)
 
     def start_decoding(self, input_ids, attention_mask):
         last = input_ids[:, -1]
@@ -52,6 +60,7 @@ TRAP = {C: [0.0, 0.6, 0.4, 0.0], A: [0.34, 0.33, 0.33, 0.0], B: [0.9, 0.05, 0.05
 
 def test_greedy_is_not_optimal_and_beam_search_finds_the_likelier_sequence():
     model = MarkovModel(TRAP)
+    assert isinstance(model, Decodable)
     greedy = generate(model, [[C]], max_new_tokens=2, eos_id=EOS)[0]
     assert greedy == [A, EOS] or greedy[:1] == [A]  # greedy commits to A
     best = beam_search(model, [C], num_beams=2, max_new_tokens=5, length_penalty=0.0, eos_id=EOS)[0]

@@ -110,3 +110,32 @@ def test_model_evaluation_feeds_the_metric():
     got = model.eval_metrics["val"].compute()
     assert got["ppl"].item() == pytest.approx(reference.compute().item(), rel=1e-5)
     assert model.eval_metrics["test"].tokens == 0  # the test metric is a separate one
+
+
+def test_language_model_logs_each_metric_once_and_loss_and_ppl_on_the_progress_bar():
+    import lightning as L
+
+    from lit_models import GPT
+
+    torch.manual_seed(0)
+    batch = {
+        "input_ids": torch.randint(0, 13, (3, 8)),
+        "targets": torch.randint(0, 13, (3, 8)),
+        "target_words": torch.randint(0, 2, (3, 8)),
+        "target_chars": torch.randint(1, 4, (3, 8)),
+    }
+    batch["target_words"][0, 0] = 1  # at least one word
+    loader = torch.utils.data.DataLoader([batch], batch_size=None)
+    trainer = L.Trainer(
+        accelerator="cpu",
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+    )
+    model = GPT(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=16)
+    (val,) = trainer.validate(model, loader, verbose=False)
+    assert set(val) == {"val/loss", "val/ppl", "val/word_ppl", "val/bpc"}
+    assert set(trainer.progress_bar_metrics) == {"val/loss", "val/ppl"}
+    (test,) = trainer.test(model, loader, verbose=False)
+    assert test == {name.replace("val/", "test/"): value for name, value in val.items()}

@@ -1,8 +1,11 @@
 """Decoding: from a model's next-token distribution to sequences, shared by every model that
-generates (GPT, the recurrent language models, the translators).
+generates (GPT, the recurrent language models, MLP/WaveNet, the translators).
 
-A model takes part by providing three methods; every strategy here works with any of them:
+A model takes part by being `Decodable` (the Protocol below); every strategy here works with
+any such model:
 
+    device                                   where the prompts' ids go
+    decoding_mode()                          a context: eval mode and no gradient, mode restored
     start_decoding(input_ids, attention_mask) -> (logits [B, V], state)
         read left-padded prompts [B, T] (mask True at real tokens); logits of the next token
     continue_decoding(state, next_ids [B]) -> (logits [B, V], state)
@@ -17,11 +20,54 @@ penalty, in any combination; and beam search with a length penalty.
 from __future__ import annotations
 
 import zlib
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol, runtime_checkable
 
 import torch
+from torch import nn
+
+# What a model keeps between decoding steps (caches, recurrent states, windows): only the
+# model that made it reads it; the strategies just hand it back.
+DecodingState = Any
+
+
+@runtime_checkable
+class Decodable(Protocol):
+    """What the decoding strategies need of a model."""
+
+    @property
+    def device(self) -> torch.device: ...
+
+    def decoding_mode(self) -> AbstractContextManager[None]:
+        """Entered for the whole decoding: eval mode (no dropout, BatchNorm's running
+        statistics) and no gradient; the model's mode is restored on leaving."""
+        ...
+
+    def start_decoding(
+        self, input_ids: torch.Tensor, attention_mask: torch.Tensor
+    ) -> tuple[torch.Tensor, DecodingState]: ...
+
+    def continue_decoding(
+        self, state: DecodingState, next_ids: torch.Tensor
+    ) -> tuple[torch.Tensor, DecodingState]: ...
+
+    def reorder_decoding_state(self, state: DecodingState, rows: torch.Tensor) -> DecodingState: ...
+
+
+@contextmanager
+def evaluating(module: nn.Module) -> Iterator[None]:
+    """No dropout and no gradient for a while; the module's mode is restored after. What a
+    Decodable nn.Module's decoding_mode is."""
+    was_training = module.training
+    module.eval()
+    try:
+        with torch.no_grad():
+            yield
+    finally:
+        module.train(was_training)
+
 
 STRATEGIES = ("greedy", "sample", "beam")
 
@@ -134,9 +180,8 @@ def left_pad(
     return ids, mask
 
 
-@torch.no_grad()
 def generate(
-    model,
+    model: Decodable,
     prompts: list[list[int]],
     max_new_tokens: int = 100,
     strategy: str = "greedy",
@@ -160,11 +205,9 @@ def generate(
     check_options(strategy, temperature, top_k, top_p, repetition_penalty, max_new_tokens)
     if strategy == "beam":
         raise ValueError("use beam_search() for strategy 'beam'")
-    device = next(model.parameters()).device
+    device = model.device
     ids, mask = left_pad(prompts, device=device)
-    was_training = model.training
-    model.eval()
-    try:
+    with model.decoding_mode():
         generators = _generators(prompts, seed, device) if strategy == "sample" else None
         logits, state = model.start_decoding(ids, mask)
         seen = [torch.tensor(p, device=device) for p in prompts]
@@ -204,8 +247,6 @@ def generate(
                 break
             logits, state = model.continue_decoding(state, token)
         return out
-    finally:
-        model.train(was_training)
 
 
 def _generators(prompts: list[list[int]], seed: int | None, device) -> list[torch.Generator]:
@@ -226,9 +267,8 @@ class Hypothesis:
     log_prob: float = field(compare=False, default=0.0)
 
 
-@torch.no_grad()
 def beam_search(
-    model,
+    model: Decodable,
     prompt: list[int],
     num_beams: int = 4,
     max_new_tokens: int = 50,
@@ -248,10 +288,8 @@ def beam_search(
         raise ValueError(f"n_best must be between 1 and num_beams={num_beams}, got {n_best}")
     if not prompt:
         raise ValueError("the prompt needs at least one token")
-    device = next(model.parameters()).device
-    was_training = model.training
-    model.eval()
-    try:
+    device = model.device
+    with model.decoding_mode():
         ids, mask = left_pad([prompt], device=device)
         logits, state = model.start_decoding(ids, mask)
         previous = [Hypothesis(0.0, [], 0.0)]  # live hypotheses, one per state row
@@ -286,8 +324,6 @@ def beam_search(
             next_ids = torch.tensor([b.tokens[-1] for b in beams], device=device)
             logits, state = model.continue_decoding(state, next_ids)
         return sorted(finished, reverse=True)[:n_best]
-    finally:
-        model.train(was_training)
 
 
 def _search_is_done(finished: list[Hypothesis], live: list[Hypothesis], num_beams: int) -> bool:
@@ -305,7 +341,7 @@ def _search_is_done(finished: list[Hypothesis], live: list[Hypothesis], num_beam
 
 
 def generate_text(
-    model,
+    model: Decodable,
     prompts: list[str],
     tokenizer: TextCodec,
     max_new_tokens: int = 100,
@@ -337,7 +373,7 @@ def generate_text(
 
 
 def generate_text_beam_search(
-    model,
+    model: Decodable,
     prompt: str,
     tokenizer: TextCodec,
     num_beams: int = 4,
