@@ -40,8 +40,8 @@ class SuiteCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        # Trainer.generate, .translate and .lr_find become subcommands like fit and test; the
-        # CLI passes them the model and the datamodule it builds from the config.
+        # The Trainer's methods bound from cli/commands/ become subcommands like fit and test;
+        # the CLI passes them the model and the datamodule it builds from the config.
         return {
             **LightningCLI.subcommands(),
             "generate": {"model", "datamodule"},
@@ -101,6 +101,11 @@ class SuiteCLI(LightningCLI):
 
         # Word2vec: the counts for the Huffman tree, and the shape of the batches.
         for fact in ("word_counts", "architecture", "negative"):
+            parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
+
+        # Translators: the special ids of the corpus's vocabulary (<pad>, <bos>, <eos>). A link
+        # whose datamodule lacks the fact, or whose model lacks the argument, is skipped.
+        for fact in ("pad_id", "bos_id", "eos_id"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
