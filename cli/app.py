@@ -103,9 +103,11 @@ class SuiteCLI(LightningCLI):
         for fact in ("word_counts", "architecture", "negative"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
 
-        # Translators: the special ids of the corpus's vocabulary (<pad>, <bos>, <eos>). A link
-        # whose datamodule lacks the fact, or whose model lacks the argument, is skipped.
-        for fact in ("pad_id", "bos_id", "eos_id"):
+        # Translators (and text classifiers, for <pad>): the special ids of the corpus's
+        # vocabulary. A link whose datamodule lacks the fact is skipped. Not eos_id: the language
+        # model and chat corpora have one too, and with --ckpt_path the CLI hands it to models
+        # without that argument (GPT) through dict_kwargs, which then fail to build.
+        for fact in ("pad_id", "bos_id"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:
