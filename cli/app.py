@@ -49,8 +49,8 @@ class SuiteCLI(LightningCLI):
 
     @staticmethod
     def subcommands() -> dict[str, set[str]]:
-        # Trainer.generate, .translate and .lr_find become subcommands like fit and test; the
-        # CLI passes them the model and the datamodule it builds from the config.
+        # The Trainer's methods bound from cli/commands/ become subcommands like fit and test;
+        # the CLI passes them the model and the datamodule it builds from the config.
         return {
             **LightningCLI.subcommands(),
             "generate": {"model", "datamodule"},
@@ -117,6 +117,13 @@ class SuiteCLI(LightningCLI):
 
         # Word2vec: the counts for the Huffman tree, and the shape of the batches.
         for fact in ("word_counts", "architecture", "negative"):
+            parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
+
+        # Translators (and text classifiers, for <pad>): the special ids of the corpus's
+        # vocabulary. A link whose datamodule lacks the fact is skipped. Not eos_id: the language
+        # model and chat corpora have one too, and with --ckpt_path the CLI hands it to models
+        # without that argument (GPT) through dict_kwargs, which then fail to build.
+        for fact in ("pad_id", "bos_id"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
 
     def before_instantiate_classes(self) -> None:

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from cli.trainer import _redebias
+from cli.commands.lr_find import redebias
 from tests.conftest import SHARED_DATA, TINY_GPT, config, need_corpus, run_cli
 
 CPU_CONFIG = config("gpt_shakespeare_char_cpu.yaml")
@@ -135,4 +135,4 @@ def test_redebias_recovers_the_running_average():
         avg = beta * avg + (1 - beta) * loss
         lightning_style.append(avg / (1 - beta ** (i + 2)))
     assert lightning_style[0] == pytest.approx(loss / 1.98, rel=1e-6)  # the bug: half the loss
-    assert _redebias(lightning_style) == pytest.approx([loss] * 30, rel=1e-9)
+    assert redebias(lightning_style) == pytest.approx([loss] * 30, rel=1e-9)

@@ -12,11 +12,6 @@ import numpy as np
 import pytest
 import torch
 
-from callbacks.word_neighbours import (
-    analogy_accuracy,
-    read_similarity_file,
-    similarity_spearman,
-)
 from core.errors import DataError, UserError
 from datamodules.word2vec import (
     NoiseSampler,
@@ -25,9 +20,14 @@ from datamodules.word2vec import (
     keep_probabilities,
     noise_distribution,
 )
-from datamodules.word_vectors import load_word2vec_format, save_word2vec_format
+from datamodules.word_vectors import (
+    load_word2vec_format,
+    read_similarity_file,
+    save_word2vec_format,
+)
 from lit_models.modules.huffman import huffman_tree
 from lit_models.word2vec import Word2Vec
+from lit_models.word_vector_metrics import analogy_accuracy, similarity_spearman
 from tests.conftest import config, need_corpus, run_cli
 
 SKIPGRAM = config("word2vec_skipgram_wikitext2.yaml")

@@ -1,0 +1,93 @@
+"""`merge_lora`: fold a LoRA adapter into its base and write a plain GPT checkpoint.
+
+python main.py merge_lora --config configs/gpt_lora_chat.yaml --ckpt_path ADAPTER.ckpt --output merged.ckpt
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import lightning as L
+import torch
+
+from core.errors import UserError
+from core.files import atomic_path
+
+
+def merge_lora(
+    trainer: L.Trainer,
+    model: L.LightningModule,
+    datamodule: L.LightningDataModule,
+    ckpt_path: str | None = None,
+    output: str = "merged.ckpt",
+) -> str:
+    """Fold a LoRA adapter into its base GPT (W + alpha/r B A) and write a plain GPT
+    checkpoint, loadable by `GPT.load_from_checkpoint` and by test / generate with a GPT
+    config.
+
+    Args:
+        ckpt_path: the adapter checkpoint of a LoRA run (its base is found from it).
+        output: where the merged GPT checkpoint goes (written atomically).
+    """
+    from lit_models.lora import LoRAGPT
+
+    if not isinstance(model, LoRAGPT):
+        raise UserError(
+            f"merge_lora needs a LoRA config (model: lit_models.lora.LoRAGPT), not {type(model).__name__}."
+        )
+    if not ckpt_path:
+        raise UserError("merge_lora: give the adapter checkpoint, --ckpt_path ADAPTER.ckpt")
+    adapter = load_adapter(model, ckpt_path)
+    if model.hparams.quantize != "none":  # fold into full-precision weights, on the CPU
+        model = LoRAGPT(**{**model.hparams, "quantize": "none"})
+        model.load_state_dict({k: v.cpu() for k, v in adapter.items()})
+    merged = model.cpu().merged_gpt()
+    checkpoint = {
+        "pytorch-lightning_version": L.__version__,
+        "epoch": 0,
+        "global_step": 0,
+        "state_dict": merged.state_dict(),
+        "hyper_parameters": {**merged.hparams, "_class_path": "lit_models.GPT"},
+        "lora_merged": {
+            "adapter": str(Path(ckpt_path).resolve()),
+            "base": str(Path(model.hparams.base_checkpoint).resolve()),
+            "base_sha256": model.hparams.base_sha256,
+        },
+    }
+    if hasattr(datamodule, "tokenizer_name"):  # as a fit run on that data records it
+        checkpoint[type(datamodule).__qualname__] = datamodule.state_dict()
+    path = Path(output)
+    with atomic_path(path) as tmp:  # an interrupted merge never leaves half a checkpoint
+        torch.save(checkpoint, tmp)
+    trainable, total = model.parameter_counts()
+    print(
+        f"merged the adapter ({trainable:,} parameters) into {model.hparams.base_checkpoint}: "
+        f"{path} (a plain GPT, {merged.num_parameters():,} parameters)"
+    )
+    return str(path)
+
+
+def load_adapter(model, ckpt_path: str) -> dict[str, torch.Tensor]:
+    """Load a LoRA checkpoint's adapter into `model` (checking its base reference) and return
+    the adapter tensors; a file that is not one is a UserError."""
+    path = Path(ckpt_path)
+    if not path.is_file():
+        raise UserError(f"--ckpt_path {path}: no such checkpoint")
+    try:
+        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
+        state = checkpoint["state_dict"]
+    except Exception as err:
+        raise UserError(
+            f"--ckpt_path {path}: not a readable checkpoint ({type(err).__name__})"
+        ) from None
+    if "lora_base" not in checkpoint:
+        raise UserError(f"--ckpt_path {path}: not a LoRA adapter checkpoint (no base reference)")
+    model.on_load_checkpoint(checkpoint)
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(
+            f"--ckpt_path {path}: does not fit this LoRA config ({str(err).splitlines()[0]}); "
+            f"use the config it was trained with."
+        ) from None
+    return state
