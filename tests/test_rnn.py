@@ -297,7 +297,7 @@ def test_contiguous_datamodule_loaders_are_ordered_and_batched(wikitext_dir):
     assert val["input_ids"].shape == (10, 35) and set(val) >= {"target_words", "target_chars"}
     # The whole validation pass predicts every token of the split but the first, once.
     n_targets = sum(int((b["targets"] != IGNORE).sum()) for b in dm.val_dataloader())
-    assert n_targets == len(dm.encoded("valid")) - 1
+    assert n_targets == len(dm.encoded("val")) - 1
     with pytest.raises(UserError, match="data.batching='shuffled'"):
         WikiText2DataModule(data_dir=str(wikitext_dir), batching="shuffled")
 

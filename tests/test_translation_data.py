@@ -15,6 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
 from core.errors import DataError, UserError
 from datamodules import Multi30kDataModule, TatoebaZhEnDataModule
+from datamodules.bucketing import BucketBatchSampler, EpochRandomSampler
 from datamodules.tatoeba import read_tatoeba, split_by_english
 from datamodules.tokenizers import (
     decode_translation,
@@ -22,7 +23,6 @@ from datamodules.tokenizers import (
     train_translation_tokenizer,
     translation_tokens,
 )
-from datamodules.bucketing import BucketBatchSampler, EpochRandomSampler
 from datamodules.translation import collate_pairs
 from tests.conftest import need_corpus
 
