@@ -58,7 +58,7 @@ def main() -> None:
     )
     data.prepare_data()
     data.setup("fit")
-    val = torch.as_tensor(data.encoded("valid").ids)
+    val = torch.as_tensor(data.encoded("val").ids)
     g = torch.Generator().manual_seed(args.seed)
     estimates = [
         nanogpt_estimate(model, val, args.eval_iters, data.batch_size, model.block_size, g)

@@ -30,20 +30,23 @@ import logging
 import random
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
 import yaml
 
+from core.constants import IGNORE_INDEX, Split
 from core.errors import DataError, UserError, require_positive
 from datamodules.loaders import SplitLoaders
+from datamodules.text_files import read_text
 from datamodules.tokenizers import END_OF_TEXT, ByteTokenizer
 
 log = logging.getLogger(__name__)
-IGNORE_INDEX = -100
 USER, ASSISTANT = "<|user|>", "<|assistant|>"
 CHAT_SPECIALS = (END_OF_TEXT, USER, ASSISTANT)
-FORMATS = ("chat", "plain")
+# chat: the template, loss on the responses only; plain: every token of the text counts
+ChatFormat = Literal["chat", "plain"]
 DEFAULT_PATTERNS = ("*.yml", "*.yaml", "*.jsonl")
 
 
@@ -104,7 +107,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         language: str = "english",
         data_dir: str | None = None,
         files: list[str] | None = None,
-        format: str = "chat",
+        format: ChatFormat = "chat",
         block_size: int = 128,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
@@ -124,10 +127,6 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
             split_seed: seeds the conversation shuffle that makes the split.
         """
         super().__init__()
-        if format not in FORMATS:
-            raise UserError(
-                f"data.format={format!r} is not known; choose one of {', '.join(FORMATS)}."
-            )
         if not 0.0 < val_fraction < 1.0:
             raise UserError(f"data.val_fraction must be between 0 and 1, got {val_fraction}.")
         require_positive("data", block_size=block_size, batch_size=batch_size)
@@ -140,7 +139,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         self.val_fraction, self.split_seed = val_fraction, split_seed
         self.num_workers = num_workers
         self.tokenizer = ByteTokenizer(CHAT_SPECIALS)
-        self._conversations: dict[str, list[list[str]]] | None = None
+        self._conversations: dict[Split, list[list[str]]] | None = None
 
     # --- what the model and the decoding module read ----------------------------------------
     @property
@@ -201,8 +200,8 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
             )
         return sorted(folder.glob("*.yml"))
 
-    def conversations(self) -> dict[str, list[list[str]]]:
-        """Conversations of each split (valid = test), split by conversation with the seed."""
+    def conversations(self) -> dict[Split, list[list[str]]]:
+        """Conversations of each split (val = test), split by conversation with the seed."""
         if self._conversations is None:
             strict = self.data_dir is not None  # the user's own files: every error is theirs
             everything = [c for f in self.source_files() for c in read_conversations(f, strict)]
@@ -215,22 +214,22 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
             order = list(range(len(everything)))
             random.Random(self.split_seed).shuffle(order)
             n_val = min(len(order) - 1, max(1, round(self.val_fraction * len(order))))
-            valid = [everything[i] for i in sorted(order[:n_val])]
+            val = [everything[i] for i in sorted(order[:n_val])]
             train = [everything[i] for i in sorted(order[n_val:])]
-            self._conversations = {"train": train, "valid": valid, "test": valid}
+            self._conversations = {"train": train, "val": val, "test": val}
             log.info(
-                "chat: %d conversations from %s: %d train, %d valid (= test)",
+                "chat: %d conversations from %s: %d train, %d val (= test)",
                 len(everything),
                 self._where(),
                 len(train),
-                len(valid),
+                len(val),
             )
         return self._conversations
 
     def _where(self) -> str:
         return str(self.data_dir) if self.data_dir else f"chatterbot-corpus/{self.language}"
 
-    def examples(self, split: str) -> list[Example]:
+    def examples(self, split: Split) -> list[Example]:
         out: list[Example] = []
         for turns in self.conversations()[split]:
             if self.format == "plain":
@@ -245,7 +244,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
     # --- Lightning -------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
         self.train_set = self.examples("train")
-        self.val_set = self.examples("valid")
+        self.val_set = self.examples("val")
         self.test_set = self.val_set
         if len(self.train_set) < self.batch_size:
             raise UserError(
@@ -265,10 +264,7 @@ def read_conversations(path: Path, strict: bool = True) -> list[list[str]]:
     and the line. Not `strict` (the package's own files, which the user cannot fix): an
     entry that is not a list of turns is skipped with a warning instead (english/trivia.yml
     has one)."""
-    try:
-        text = path.read_text(encoding="utf-8")
-    except UnicodeDecodeError as err:
-        raise DataError(f"{path}: not UTF-8 text ({err}); save it as UTF-8.") from None
+    text = read_text(path)
     if path.suffix == ".jsonl":
         return _read_jsonl(path, text)
     return _read_yaml(path, text, strict)

@@ -24,11 +24,12 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
+from typing import Literal, get_args
 
 import numpy as np
 from datasketch import LeanMinHash, MinHash, MinHashLSH
 
-SHINGLES = ("word", "char")
+Shingle = Literal["word", "char"]  # what a shingle is made of
 _MIX = np.uint64(0x9E3779B97F4A7C15)  # odd multiplier of the polynomial rolling hash
 _CHUNK = 4096  # shingles hashed at once: bounds memory at _CHUNK x num_perm x 8 bytes
 _BATCH = 1 << 23  # characters of documents signed at once (a few hundred MB at most)
@@ -56,7 +57,7 @@ def drop_near_duplicates(
     num_perm: int = 128,
     shingle_size: int = 5,
     seed: int = 1,
-    shingle: str = "word",
+    shingle: Shingle = "word",
 ) -> DedupResult:
     """Keep the first of every group of near-duplicate documents (Jaccard >= `threshold` of
     their `shingle`-level `shingle_size`-gram sets, estimated with `num_perm` MinHash
@@ -67,8 +68,8 @@ def drop_near_duplicates(
         raise ValueError(f"num_perm must be at least 2, got {num_perm}")
     if shingle_size < 1:
         raise ValueError(f"shingle_size must be a positive integer, got {shingle_size}")
-    if shingle not in SHINGLES:
-        raise ValueError(f"shingle must be one of {', '.join(SHINGLES)}, got {shingle!r}")
+    if shingle not in get_args(Shingle):
+        raise ValueError(f"shingle must be one of {get_args(Shingle)}, got {shingle!r}")
 
     signatures = (  # batch by batch, so memory stays bounded on a large corpus
         values

@@ -19,6 +19,7 @@ import json
 import logging
 import math
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import numpy as np
@@ -26,29 +27,26 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset, IterableDataset
 
+from core.constants import IGNORE_INDEX, SPLITS, Split
 from core.errors import DataError, UserError, require_positive
 from core.files import atomic_write_bytes
+from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
-from datamodules.dedup import SHINGLES, blank_line_blocks, drop_near_duplicates, excerpt
+from datamodules.dedup import Shingle, blank_line_blocks, drop_near_duplicates, excerpt
 from datamodules.loaders import SplitLoaders
-from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
+from datamodules.paths import resolve_data_dir
+from datamodules.text_files import read_text
 from datamodules.tokenizers import (
-    END_OF_TEXT,
-    TOKENIZER_FORMAT,
-    TOKENIZER_KINDS,
     EncodedSplit,
-    decode_ids,
+    Tokenizer,
+    TokenizerKind,
     encode_lines,
-    encode_text,
-    load_tokenizer,
-    save_tokenizer,
     train_tokenizer,
 )
 
 log = logging.getLogger(__name__)
-IGNORE_INDEX = -100
-SPLITS = ("train", "valid", "test")
-BATCHINGS = ("random_windows", "contiguous")
+# random_windows: nanoGPT's random blocks; contiguous: parallel streams in order (RNNs, TBPTT)
+Batching = Literal["random_windows", "contiguous"]
 DEDUP_FORMAT = 1  # bump when the deduplication rule changes: old caches are then not reused
 DEDUP_EXAMPLES = 3  # dropped documents shown in the log and kept in the report
 
@@ -168,21 +166,21 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
     the split. A corpus that makes its split from one text (Tiny Shakespeare) deduplicates
     that text in `read_lines`, before cutting it. Where the split is fixed by files
     (WikiText), the documents are read in `dedup_order`, evaluation splits first: test, then
-    valid, then train, and the first occurrence is kept. So a train document that repeats a
-    valid or test one is dropped from train (evaluation text never leaks into training), a
-    valid one that repeats a test one is dropped from valid, and repeats inside a split are
+    val, then train, and the first occurrence is kept. So a train document that repeats a
+    val or test one is dropped from train (evaluation text never leaks into training), a
+    val one that repeats a test one is dropped from val, and repeats inside a split are
     dropped from it. What was dropped is in `dedup_report` and the log.
     """
 
     corpus: str = ""  # folder name under $DATA_DIR
-    vocab_splits: tuple[str, ...] = ("train",)  # the splits the tokenizer is trained on
+    vocab_splits: tuple[Split, ...] = ("train",)  # the splits the tokenizer is trained on
     source_url: str = ""  # where `fetch` downloads from
-    dedup_order: tuple[str, ...] = ("test", "valid", "train")  # who keeps a repeated document
+    dedup_order: tuple[Split, ...] = ("test", "val", "train")  # who keeps a repeated document
 
     def __init__(
         self,
         data_dir: str | None = None,
-        tokenizer: str = "char",
+        tokenizer: TokenizerKind = "char",
         bpe_vocab_size: int = 8192,
         block_size: int = 256,
         batch_size: int = 64,
@@ -190,15 +188,17 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         num_workers: int = 0,
         download: bool = True,
         cache_dir: str | None = None,
-        batching: str = "random_windows",
+        batching: Batching = "random_windows",
         dedup: bool = False,
         dedup_threshold: float = 0.8,
         dedup_num_perm: int = 128,
         dedup_shingle_size: int = 5,
-        dedup_shingle: str = "word",
+        dedup_shingle: Shingle = "word",
     ):
         """
         Args:
+            cache_dir: where tokenizers and token ids are cached, under <cache_dir>/<corpus>/
+                (default $XDG_CACHE_HOME/seqmodels, else ~/.cache/seqmodels).
             dedup: drop near-duplicate documents before the split (off by default).
             dedup_threshold: the Jaccard similarity of two documents' shingle sets from which
                 the later one is dropped.
@@ -207,14 +207,6 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
             dedup_shingle: `word` or `char` shingles.
         """
         super().__init__()
-        if batching not in BATCHINGS:
-            raise UserError(
-                f"data.batching={batching!r} is not known; choose one of {', '.join(BATCHINGS)}."
-            )
-        if tokenizer not in TOKENIZER_KINDS:
-            raise UserError(
-                f"data.tokenizer={tokenizer!r} is not known; choose one of {', '.join(TOKENIZER_KINDS)}."
-            )
         require_positive(
             "data", block_size=block_size, batch_size=batch_size, bpe_vocab_size=bpe_vocab_size
         )
@@ -227,10 +219,6 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
                 f"data.dedup_num_perm must be at least 2 and data.dedup_shingle_size at least 1, "
                 f"got {dedup_num_perm} and {dedup_shingle_size}."
             )
-        if dedup_shingle not in SHINGLES:
-            raise UserError(
-                f"data.dedup_shingle={dedup_shingle!r} is not known; choose one of {', '.join(SHINGLES)}."
-            )
         self.save_hyperparameters()
         self.data_dir = resolve_data_dir(data_dir, self.corpus)
         self.tokenizer_kind = tokenizer
@@ -241,8 +229,8 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         self.eval_batch_size = eval_batch_size or batch_size
         self.num_workers = num_workers
         self.download = download
-        self._cache_dir = cache_dir
-        self._tokenizer = None
+        self.cache_dir = cache_root(cache_dir)
+        self._tokenizer: Tokenizer | None = None
         self._lines: dict[str, list[str]] = {}
         self.splits: dict[str, EncodedSplit] = {}
         self.dedup = dedup
@@ -259,7 +247,7 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         return {split: read_text(files[split]).splitlines(keepends=True) for split in SPLITS}
 
     def describe_splits(self) -> str:
-        return "train/valid/test as shipped"
+        return "train/val/test as shipped"
 
     def documents(self, lines: list[str]) -> list[list[str]]:
         """The corpus's documents for near-duplicate removal, as runs of its lines that join
@@ -268,8 +256,9 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
 
     # --- shared machinery ------------------------------------------------------------------
     @property
-    def cache_dir(self) -> Path:
-        return cache_dir_for(self.data_dir, self.corpus, self._cache_dir)
+    def cache(self) -> DerivedFiles:
+        """This corpus's cache folder for these files and settings."""
+        return DerivedFiles(self.corpus, self.files.values(), self._settings(), self.cache_dir)
 
     def lines(self) -> dict[str, list[str]]:
         if not self._lines:
@@ -292,7 +281,7 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
     ) -> dict[str, list[str]]:
         """The lines of each text with its near-duplicate documents removed. The texts are
         read in `order` (default: as given) and the first occurrence of a document is kept;
-        texts that are the same list (a test split that reuses valid) are read once. Sets
+        texts that are the same list (a test split that reuses val) are read once. Sets
         `dedup_report` and logs it."""
         order = [name for name in (order or texts) if name in texts]
         order += [name for name in texts if name not in order]
@@ -356,7 +345,7 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         return self._dedup_report
 
     def _dedup_report_path(self) -> Path:
-        return self.cache_dir / f"dedup-{self._settings_key()}.json"
+        return self.cache.path("dedup.json")
 
     def _log_dedup_report(self, report: dict, cached: bool = False) -> None:
         per_split = ", ".join(
@@ -372,56 +361,60 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
                 f"  dropped from {ex['from']}: {ex['dropped']!r} ~ {ex['in']}: {ex['duplicate_of']!r}"
             )
 
-    def _settings_key(self) -> str:
+    def _settings(self) -> str:
+        """What shapes the tokenizer and the token ids, besides the files (the cache key)."""
         vocab = self.bpe_vocab_size if self.tokenizer_kind == "bpe" else ""
-        dedup = (  # empty when off, so the keys (and caches) of runs without it stay as they were
+        dedup = (
             f":dedup{self.dedup_threshold}/{self.dedup_num_perm}/{self.dedup_shingle}{self.dedup_shingle_size}"
             f"/{'+'.join(self.dedup_order)}/v{DEDUP_FORMAT}"
             if self.dedup
             else ""
         )
-        return fingerprint(
-            *self.files.values(),
-            extra=f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}:{'+'.join(self.vocab_splits)}:v{TOKENIZER_FORMAT}{dedup}",
+        return (
+            f"{type(self).__name__}:{self.describe_splits()}:{self.tokenizer_kind}{vocab}"
+            f":{'+'.join(self.vocab_splits)}{dedup}"
         )
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> Tokenizer:
+        """Trained on `vocab_splits` (the train split by default) once, then loaded."""
         if self._tokenizer is None:
-            path = self.cache_dir / f"tokenizer-{self.tokenizer_kind}-{self._settings_key()}.json"
-            if path.exists():
-                self._tokenizer = load_tokenizer(path)
-            else:
-                log.info(
-                    "training a %s tokenizer on the %s %s split(s)",
-                    self.tokenizer_kind,
-                    self.corpus,
-                    "+".join(self.vocab_splits),
-                )
-                lines = [line for split in self.vocab_splits for line in self.lines()[split]]
-                self._tokenizer = train_tokenizer(self.tokenizer_kind, lines, self.bpe_vocab_size)
-                save_tokenizer(self._tokenizer, path)
+            self._tokenizer = self.cache.get(
+                "tokenizer.json",
+                build=self._train_tokenizer,
+                dump=Tokenizer.to_bytes,
+                load=lambda path: Tokenizer.load(path, self.tokenizer_kind),
+            )
         return self._tokenizer
+
+    def _train_tokenizer(self) -> Tokenizer:
+        log.info(
+            "training a %s tokenizer on the %s %s split(s)",
+            self.tokenizer_kind,
+            self.corpus,
+            "+".join(self.vocab_splits),
+        )
+        lines = [line for split in self.vocab_splits for line in self.lines()[split]]
+        return train_tokenizer(self.tokenizer_kind, lines, self.bpe_vocab_size)
 
     @property
     def tokenizer_path(self) -> Path:
         self.tokenizer  # noqa: B018 - makes sure the file exists
-        return self.cache_dir / f"tokenizer-{self.tokenizer_kind}-{self._settings_key()}.json"
+        return self.cache.path("tokenizer.json")
 
     @property
     def vocab_size(self) -> int:
-        return self.tokenizer.get_vocab_size()
+        return self.tokenizer.vocab_size
 
-    def encoded(self, split: str) -> EncodedSplit:
+    def encoded(self, split: Split) -> EncodedSplit:
         """Token ids of a split, cached on disk so that the second run starts in seconds."""
         if split not in self.splits:
-            path = self.cache_dir / f"{split}-{self.tokenizer_kind}-{self._settings_key()}.npz"
-            if path.exists():
-                self.splits[split] = EncodedSplit.load(path)
-            else:
-                tok = self.tokenizer
-                self.splits[split] = encode_lines(tok, self.tokenizer_kind, self.lines()[split])
-                self.splits[split].save(path)
+            self.splits[split] = self.cache.get(
+                f"{split}.npz",
+                build=lambda: encode_lines(self.tokenizer, self.lines()[split]),
+                dump=EncodedSplit.to_bytes,
+                load=EncodedSplit.load,
+            )
         return self.splits[split]
 
     def prepare_data(self) -> None:
@@ -445,11 +438,11 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
                 return ContiguousColumns(split, batch_size, self.block_size, rank, world_size)
 
             self.train_set = streams(train, self.batch_size)
-            self.val_set = streams(self.encoded("valid"), self.eval_batch_size)
+            self.val_set = streams(self.encoded("val"), self.eval_batch_size)
             self.test_set = streams(self.encoded("test"), self.eval_batch_size)
             return
         self.train_set = RandomWindows(train.ids, self.block_size)
-        self.val_set = OrderedBlocks(self.encoded("valid"), self.block_size, world_size)
+        self.val_set = OrderedBlocks(self.encoded("val"), self.block_size, world_size)
         self.test_set = OrderedBlocks(self.encoded("test"), self.block_size, world_size)
 
     def loader(
@@ -464,26 +457,13 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
     # --- text in, text out (generation, sample logging) ------------------------------------
     def encode(self, text: str) -> list[int]:
         """Token ids of a prompt; text the vocabulary cannot express is an error, not <unk>."""
-        return encode_text(self.tokenizer, self.tokenizer_kind, text)
+        return self.tokenizer.encode_prompt(text)
 
     def decode(self, ids: list[int]) -> str:
-        return decode_ids(self.tokenizer, self.tokenizer_kind, ids)
+        return self.tokenizer.decode(ids)
 
     @property
     def eos_id(self) -> int | None:
         """The token that ends a text (BPE's <|endoftext|>); None where no token does (a
         word-level <eos> ends a line, not the text)."""
-        return self.tokenizer.token_to_id(END_OF_TEXT) if self.tokenizer_kind == "bpe" else None
-
-
-def read_text(path: Path) -> str:
-    """A corpus file as text; a file that is not UTF-8 gets a message with its line number."""
-    data = path.read_bytes()
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(
-            f"{path}: line {line} is not valid UTF-8 (byte {err.start}); the file is corrupt or in "
-            f"another encoding. Replace it with a clean copy of the corpus."
-        ) from None
+        return self.tokenizer.end_of_text_id

@@ -11,7 +11,7 @@ n + 1 examples, the end included; "emma" with block_size 3:
     mma  -> .
 
 The vocabulary is fixed, '.' then a-z (27 tokens), so a checkpoint samples names without
-the data file. The split is 80/10/10 train/valid/test over the distinct names, shuffled with
+the data file. The split is 80/10/10 train/val/test over the distinct names, shuffled with
 `split_seed`; a name listed twice in the file goes to one split with all its copies, so
 validation never scores a name the model was trained on.
 """
@@ -31,12 +31,13 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from core.constants import IGNORE_INDEX, SPLITS, Split
 from core.errors import DataError, require_positive
 from core.files import atomic_write_bytes
 from datamodules.corpus import hub_offline
-from datamodules.language_modeling import read_text
 from datamodules.loaders import SplitLoaders, whole_batch
 from datamodules.paths import DATA_DIR_ENV, reachable
+from datamodules.text_files import read_lines
 
 log = logging.getLogger(__name__)
 
@@ -44,9 +45,7 @@ SOURCE_URL = "https://raw.githubusercontent.com/karpathy/makemore/master/names.t
 FILE_NAME = "names.txt"
 ALPHABET = ".abcdefghijklmnopqrstuvwxyz"  # makemore's stoi: '.' = 0, a = 1, ..., z = 26
 END = "."
-SPLITS = ("train", "valid", "test")
 SPLIT_FRACTIONS = (0.8, 0.1, 0.1)
-IGNORE_INDEX = -100
 
 
 # --- reading and splitting ------------------------------------------------------------------
@@ -54,7 +53,7 @@ def read_names(path: Path) -> list[str]:
     """The names of `path`, one a line, in file order. Blank lines are skipped; anything but
     lowercase a-z in a name is an error naming the line."""
     names = []
-    for number, line in enumerate(read_text(path).splitlines(), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         name = line.strip()
         if not name:
             continue
@@ -71,15 +70,15 @@ def read_names(path: Path) -> list[str]:
     return names
 
 
-def split_names(names: Sequence[str], seed: int = 42) -> dict[str, list[str]]:
-    """80/10/10 train/valid/test. The distinct names are shuffled with `seed` and cut; every
+def split_names(names: Sequence[str], seed: int = 42) -> dict[Split, list[str]]:
+    """80/10/10 train/val/test. The distinct names are shuffled with `seed` and cut; every
     copy of a name follows it, so the splits share no name and together hold every line."""
     distinct = list(dict.fromkeys(names))  # first-seen order: the shuffle alone decides
     random.Random(seed).shuffle(distinct)
     n1 = int(SPLIT_FRACTIONS[0] * len(distinct))
     n2 = int((SPLIT_FRACTIONS[0] + SPLIT_FRACTIONS[1]) * len(distinct))
     split_of = {name: "train" for name in distinct[:n1]}
-    split_of.update({name: "valid" for name in distinct[n1:n2]})
+    split_of.update({name: "val" for name in distinct[n1:n2]})
     split_of.update({name: "test" for name in distinct[n2:]})
     return {split: [n for n in names if split_of[n] == split] for split in SPLITS}
 
@@ -203,7 +202,7 @@ class NamesDataModule(SplitLoaders, L.LightningDataModule):
             self._names = read_names(self.path)
         return self._names
 
-    def splits(self) -> dict[str, list[str]]:
+    def splits(self) -> dict[Split, list[str]]:
         return split_names(self.names, self.split_seed)
 
     def _fetch_or_fail(self) -> None:
@@ -247,7 +246,7 @@ class NamesDataModule(SplitLoaders, L.LightningDataModule):
         self.train_set = ContextWindows(*context_windows(splits["train"], self.block_size))
         self.val_set, self.test_set = (
             ContextWindows(*context_windows(splits[s], self.block_size), world_size)
-            for s in ("valid", "test")
+            for s in ("val", "test")
         )
 
     def collate_fn(self):

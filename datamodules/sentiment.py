@@ -28,26 +28,29 @@ import random
 import re
 import tarfile
 import urllib.request
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, Sampler
+from torch.utils.data import DataLoader, Dataset
 
+from core.constants import Split
 from core.errors import DataError, UserError, require_positive
 from core.files import atomic_write_bytes
+from datamodules.bucketing import BucketBatchSampler, EpochRandomSampler
+from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
-from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
+from datamodules.paths import resolve_data_dir
+from datamodules.text_files import read_lines
 from datamodules.tokenizers import UNK, word_vocabulary
 
 PAD = "<pad>"
 SPECIALS = (PAD, UNK)  # ids 0 and 1
 PAD_ID, UNK_ID = 0, 1
 LABEL_NAMES = ("negative", "positive")
-SPLITS = ("train", "valid", "test")
 # Words, numbers with inner apostrophes or hyphens ("it's", "21st", "jean-claud"), clitics
 # ("'s", "n't") and single punctuation marks.
 WORD_PATTERN = re.compile(r"n't|'\w+|\w+(?:[-']\w+)*|[^\w\s]")
@@ -64,28 +67,9 @@ def tokenize(text: str, lowercase: bool = True) -> list[str]:
     return WORD_PATTERN.findall(text.lower() if lowercase else text)
 
 
-def read_utf8_lines(path: Path) -> list[str]:
-    """The lines of `path`; a line that is not UTF-8 is an error naming the file and line."""
-    data = path.read_bytes()
-    lines = data.split(b"\n")
-    if lines and lines[-1] == b"":
-        lines.pop()
-    decoded = []
-    for number, raw in enumerate(lines, start=1):
-        try:
-            decoded.append(raw.decode("utf-8").rstrip("\r"))
-        except UnicodeDecodeError as err:
-            raise DataError(
-                f"{path}: line {number} is not valid UTF-8 ({err.reason} at byte {err.start}: "
-                f"{raw[max(0, err.start - 10) : err.start + 10]!r}). Re-encode the file as UTF-8 "
-                f"(e.g. `iconv -f latin1 -t utf-8`)."
-            ) from None
-    return decoded
-
-
 def read_labelled_tsv(path: Path) -> list[Example]:
     """SST-2's `sentence<TAB>label` rows after a header row; label 0 or 1."""
-    lines = read_utf8_lines(path)
+    lines = read_lines(path)
     if not lines or lines[0].split("\t") != ["sentence", "label"]:
         head = repr(lines[0][:60]) if lines else "nothing (the file is empty)"
         raise DataError(
@@ -117,7 +101,7 @@ def read_labelled_tsv(path: Path) -> list[Example]:
 def read_sentences(path: Path, label: int) -> list[Example]:
     """One sentence a line, every one with `label` (rt-polarity.pos / .neg)."""
     examples = []
-    for number, line in enumerate(read_utf8_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         if not tokenize(line):
             raise DataError(
                 f"{path}: line {number} is empty; the file must hold one sentence per line."
@@ -130,14 +114,14 @@ def read_sentences(path: Path, label: int) -> list[Example]:
 
 def split_examples(
     examples: Sequence[Example], seed: int, fractions=(0.8, 0.1, 0.1)
-) -> dict[str, list[Example]]:
-    """A seeded shuffle cut into train/valid/test by `fractions`: disjoint, and together
+) -> dict[Split, list[Example]]:
+    """A seeded shuffle cut into train/val/test by `fractions`: disjoint, and together
     every example once."""
     order = list(range(len(examples)))
     random.Random(seed).shuffle(order)
     n1 = int(fractions[0] * len(order))
     n2 = int((fractions[0] + fractions[1]) * len(order))
-    cuts = {"train": order[:n1], "valid": order[n1:n2], "test": order[n2:]}
+    cuts = {"train": order[:n1], "val": order[n1:n2], "test": order[n2:]}
     return {split: [examples[i] for i in rows] for split, rows in cuts.items()}
 
 
@@ -172,32 +156,6 @@ def pad_batch(items: Sequence[tuple[list[int], Example]]) -> dict:
     }
 
 
-class BucketBatchSampler(Sampler[list[int]]):
-    """Batches of sentences of similar length, so little of a batch is padding: shuffle,
-    take `pool` batches' worth at a time, sort those by length, cut into batches, and
-    shuffle the batches. A new order every epoch, reproducible from `seed`."""
-
-    def __init__(self, lengths: Sequence[int], batch_size: int, seed: int = 0, pool: int = 50):
-        self.lengths, self.batch_size, self.seed, self.pool = list(lengths), batch_size, seed, pool
-        self.epoch = 0
-
-    def __iter__(self) -> Iterator[list[int]]:
-        rng = random.Random(self.seed + self.epoch)
-        self.epoch += 1
-        order = list(range(len(self.lengths)))
-        rng.shuffle(order)
-        chunk = self.batch_size * self.pool
-        batches = []
-        for start in range(0, len(order), chunk):
-            pool = sorted(order[start : start + chunk], key=self.lengths.__getitem__)
-            batches += [pool[i : i + self.batch_size] for i in range(0, len(pool), self.batch_size)]
-        rng.shuffle(batches)
-        yield from batches
-
-    def __len__(self) -> int:
-        return -(-len(self.lengths) // self.batch_size)
-
-
 # --- the datamodules ----------------------------------------------------------------------
 class SentimentDataModule(CorpusFolder, L.LightningDataModule):
     """Binary sentiment of sentences; subclasses say where the files are and how to split."""
@@ -229,8 +187,8 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
             word_vectors: a word2vec text-format file (e.g. the suite's word2vec export) to
                 initialise the classifier's embeddings; words it lacks keep a random init.
             download: fetch the corpus from its canonical source when it is missing.
-            cache_dir: where the aligned vectors go; default beside the data when writable,
-                else ~/.cache/seqmodels.
+            cache_dir: where the aligned vectors are cached, under <cache_dir>/<corpus>/
+                (default $XDG_CACHE_HOME/seqmodels, else ~/.cache/seqmodels).
         """
         super().__init__()
         require_positive("data", batch_size=batch_size, eval_batch_size=eval_batch_size)
@@ -243,18 +201,18 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         self.bucket_by_length = bucket_by_length
         self.word_vectors = Path(word_vectors).expanduser() if word_vectors else None
         self.num_workers, self.download = num_workers, download
-        self._cache_dir = cache_dir
-        self._splits: dict[str, list[Example]] | None = None
+        self.cache_dir = cache_root(cache_dir)
+        self._splits: dict[Split, list[Example]] | None = None
         self._vocab: dict[str, int] | None = None
         self._pretrained: Path | None = None
 
     # --- what subclasses provide --------------------------------------------------------
-    def read_splits(self, files) -> dict[str, list[Example]]:
+    def read_splits(self, files) -> dict[Split, list[Example]]:
         raise NotImplementedError
 
     # --- the splits and the vocabulary ----------------------------------------------------
     @property
-    def splits(self) -> dict[str, list[Example]]:
+    def splits(self) -> dict[Split, list[Example]]:
         if self._splits is None:
             self._splits = self.read_splits(self.files)
         return self._splits
@@ -277,10 +235,6 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         return ids or [UNK_ID]
 
     @property
-    def cache_dir(self) -> Path:
-        return cache_dir_for(self.data_dir, self.corpus, self._cache_dir)
-
-    @property
     def pretrained_embeddings(self) -> str | None:
         """Path of the word vectors aligned to the vocabulary (see `align_word_vectors`), or
         None without `word_vectors`. Linked by the CLI to the model's argument."""
@@ -296,27 +250,20 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         random init there). Cached by the vector file and the vocabulary settings."""
         if not self.word_vectors.is_file():
             raise UserError(f"data.word_vectors: {self.word_vectors} is not a file.")
-        source = self.files
-        files = [self.word_vectors, *(source.values() if isinstance(source, dict) else source)]
-        key = fingerprint(*files, extra=f"{self.lowercase}:{self.min_freq}:{self._split_key()}")
-        path = self.cache_dir / f"word-vectors-{key}.pt"
-        if not path.is_file():
-            from datamodules.word_vectors import load_word2vec_format
-
-            words, vectors = load_word2vec_format(self.word_vectors)
-            row_of = {}
-            for row, word in enumerate(words):
-                row_of.setdefault(word.lower() if self.lowercase else word, row)
-            aligned = torch.zeros(self.vocab_size, vectors.size(1))
-            found = torch.zeros(self.vocab_size, dtype=torch.bool)
-            for word, i in self.vocab.items():
-                if word in row_of:
-                    aligned[i] = vectors[row_of[word]]
-                    found[i] = True
-            buffer = io.BytesIO()
-            torch.save({"vectors": aligned, "found": found}, buffer)
-            atomic_write_bytes(path, buffer.getvalue())
-        found = torch.load(path, weights_only=True)["found"]
+        cache = DerivedFiles(
+            self.corpus,
+            [self.word_vectors, *self.files.values()],
+            f"{type(self).__name__}:{self.lowercase}:{self.min_freq}:{self._split_key()}",
+            self.cache_dir,
+        )
+        path = cache.path("word-vectors.pt")
+        aligned = cache.get(
+            path.name,
+            build=self._aligned_vectors,
+            dump=_torch_bytes,
+            load=lambda p: torch.load(p, weights_only=True),
+        )
+        found = aligned["found"]
         rank_zero_info(
             "word vectors from %s: %d of %d vocabulary words found, the rest keep a random init",
             self.word_vectors,
@@ -324,6 +271,21 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
             len(found),
         )
         return path
+
+    def _aligned_vectors(self) -> dict[str, torch.Tensor]:
+        from datamodules.word_vectors import load_word2vec_format
+
+        words, vectors = load_word2vec_format(self.word_vectors)
+        row_of = {}
+        for row, word in enumerate(words):
+            row_of.setdefault(word.lower() if self.lowercase else word, row)
+        aligned = torch.zeros(self.vocab_size, vectors.size(1))
+        found = torch.zeros(self.vocab_size, dtype=torch.bool)
+        for word, i in self.vocab.items():
+            if word in row_of:
+                aligned[i] = vectors[row_of[word]]
+                found[i] = True
+        return {"vectors": aligned, "found": found}
 
     def _split_key(self) -> str:
         return ""
@@ -341,12 +303,21 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
     def train_dataloader(self) -> DataLoader:
         data = self.datasets["train"]
         if self.bucket_by_length:
-            sampler = BucketBatchSampler(data.lengths(), self.batch_size, seed=torch.initial_seed())
-            return self._loader(data, batch_sampler=sampler)
+            # Seeded by seed_everything's seed, which every DDP rank shares.
+            seed = torch.initial_seed()
+            trainer = self.trainer
+            rank, world_size = (
+                (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+            )
+            order = EpochRandomSampler(data, seed, rank, world_size)
+            batches = BucketBatchSampler(
+                order, self.batch_size, lengths=data.lengths(), shuffle=True, seed=seed
+            )
+            return self._loader(data, batch_sampler=batches)
         return self._loader(data, batch_size=self.batch_size, shuffle=True)
 
     def val_dataloader(self) -> DataLoader:
-        return self._loader(self.datasets["valid"], batch_size=self.eval_batch_size)
+        return self._loader(self.datasets["val"], batch_size=self.eval_batch_size)
 
     def test_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["test"], batch_size=self.eval_batch_size)
@@ -364,7 +335,7 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         )
 
 
-SST2_FILES = {"train": "train.tsv", "valid": "dev.tsv"}
+SST2_FILES = {"train": "train.tsv", "val": "dev.tsv"}
 
 
 class SST2DataModule(SentimentDataModule):
@@ -397,16 +368,16 @@ class SST2DataModule(SentimentDataModule):
         from datasets import load_dataset
 
         hub = load_dataset("stanfordnlp/sst2")
-        for split, hub_split in (("train", "train"), ("valid", "validation")):
+        for split, hub_split in (("train", "train"), ("val", "validation")):
             rows = ["sentence\tlabel"] + [
                 f"{' '.join(row['sentence'].split())}\t{row['label']}" for row in hub[hub_split]
             ]
             text = "\n".join(rows) + "\n"
             atomic_write_bytes(self.data_dir / SST2_FILES[split], text.encode())
 
-    def read_splits(self, files: dict[str, Path]) -> dict[str, list[Example]]:
-        train, dev = read_labelled_tsv(files["train"]), read_labelled_tsv(files["valid"])
-        return {"train": train, "valid": dev, "test": dev}
+    def read_splits(self, files: dict[str, Path]) -> dict[Split, list[Example]]:
+        train, dev = read_labelled_tsv(files["train"]), read_labelled_tsv(files["val"])
+        return {"train": train, "val": dev, "test": dev}
 
 
 RT_URL = "https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-polaritydata.tar.gz"
@@ -417,7 +388,7 @@ class RTPolarityDataModule(SentimentDataModule):
     """Movie review sentence polarity v1.0 (Pang & Lee 2005): 5,331 positive and 5,331
     negative Rotten Tomatoes snippets, `rt-polarity.pos` and `rt-polarity.neg`, one sentence a
     line, UTF-8. No official split: the sentences are shuffled with `split_seed` and cut
-    80/10/10 into train/valid/test. Downloaded from Cornell (rt-polaritydata.tar.gz, whose
+    80/10/10 into train/val/test. Downloaded from Cornell (rt-polaritydata.tar.gz, whose
     files are Latin-1: they are re-encoded as UTF-8) when missing."""
 
     corpus = "rt-polarity"
@@ -450,8 +421,14 @@ class RTPolarityDataModule(SentimentDataModule):
     def _split_key(self) -> str:
         return str(self.split_seed)
 
-    def read_splits(self, files: dict[int, Path]) -> dict[str, list[Example]]:
+    def read_splits(self, files: dict[int, Path]) -> dict[Split, list[Example]]:
         examples = [
             ex for label, path in sorted(files.items()) for ex in read_sentences(path, label)
         ]
         return split_examples(examples, self.split_seed)
+
+
+def _torch_bytes(value) -> bytes:
+    buffer = io.BytesIO()
+    torch.save(value, buffer)
+    return buffer.getvalue()

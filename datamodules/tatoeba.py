@@ -18,9 +18,12 @@ import zipfile
 from collections.abc import Sequence
 from pathlib import Path
 
+from core.constants import SPLITS, Split
 from core.errors import DataError
 from core.files import atomic_write_bytes
-from datamodules.translation import SPLITS, TranslationDataModule, corpus_lines
+from datamodules.text_files import read_lines
+from datamodules.tokenizers import TranslationTokenizerKind
+from datamodules.translation import TranslationDataModule
 
 SOURCE_URL = "https://www.manythings.org/anki/cmn-eng.zip"
 FILE_NAME = "cmn.txt"
@@ -30,7 +33,7 @@ SPLIT_FRACTIONS = (0.9, 0.05, 0.05)
 def read_tatoeba(path: Path) -> list[tuple[str, str]]:
     """(english, chinese) of every line, stripped; a line without both fields is an error."""
     pairs = []
-    for number, line in enumerate(corpus_lines(path), start=1):
+    for number, line in enumerate(read_lines(path), start=1):
         fields = line.split("\t")
         if len(fields) < 2:
             raise DataError(
@@ -53,7 +56,7 @@ def read_tatoeba(path: Path) -> list[tuple[str, str]]:
 
 def split_by_english(
     pairs: Sequence[tuple[str, str]], seed: int = 42, fractions=SPLIT_FRACTIONS
-) -> dict[str, dict[str, list[str]]]:
+) -> dict[Split, dict[str, list[str]]]:
     """{split: {"en": [...], "zh": [...]}}: the distinct English sentences shuffled with `seed`
     and cut by `fractions`; every pair goes where its English sentence went, in file order."""
     distinct = list(dict.fromkeys(english for english, _ in pairs))  # first seen: seed decides
@@ -85,7 +88,7 @@ class TatoebaZhEnDataModule(TranslationDataModule):
         data_dir: str | None = None,
         source_lang: str = "zh",
         target_lang: str = "en",
-        tokenizer: str = "word",
+        tokenizer: TranslationTokenizerKind = "word",
         bpe_vocab_size: int = 8000,
         min_freq: int = 2,
         lowercase: bool = True,

@@ -12,8 +12,12 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
+from core.errors import UserError
 from core.files import atomic_write_bytes
-from datamodules.language_modeling import LanguageModelingDataModule, read_text
+from datamodules.dedup import Shingle
+from datamodules.language_modeling import Batching, LanguageModelingDataModule
+from datamodules.text_files import read_text
+from datamodules.tokenizers import TokenizerKind
 
 SOURCE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -30,7 +34,7 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
     def __init__(
         self,
         data_dir: str | None = None,
-        tokenizer: str = "char",
+        tokenizer: TokenizerKind = "char",
         bpe_vocab_size: int = 4096,
         block_size: int = 256,
         batch_size: int = 64,
@@ -39,16 +43,14 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
         num_workers: int = 0,
         download: bool = True,
         cache_dir: str | None = None,
-        batching: str = "random_windows",
+        batching: Batching = "random_windows",
         dedup: bool = False,
         dedup_threshold: float = 0.8,
         dedup_num_perm: int = 128,
         dedup_shingle_size: int = 5,
-        dedup_shingle: str = "word",
+        dedup_shingle: Shingle = "word",
     ):
         if not 0.0 < train_fraction < 1.0:
-            from core.errors import UserError
-
             raise UserError(f"data.train_fraction must be between 0 and 1, got {train_fraction}.")
         self.train_fraction = train_fraction
         super().__init__(
@@ -81,7 +83,7 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
             atomic_write_bytes(self.data_dir / FILE_NAME, response.read())
 
     def describe_splits(self) -> str:
-        return f"first {self.train_fraction:.0%} train, rest valid (= test)"
+        return f"first {self.train_fraction:.0%} train, rest val (= test)"
 
     def read_lines(self, files: dict[str, Path]) -> dict[str, list[str]]:
         text = read_text(files["text"])
@@ -89,5 +91,5 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
             lines = self.remove_near_duplicates({"text": text.splitlines(keepends=True)})
             text = "".join(lines["text"])
         cut = int(len(text) * self.train_fraction)
-        valid = text[cut:].splitlines(keepends=True)
-        return {"train": text[:cut].splitlines(keepends=True), "valid": valid, "test": valid}
+        val = text[cut:].splitlines(keepends=True)
+        return {"train": text[:cut].splitlines(keepends=True), "val": val, "test": val}

@@ -1,8 +1,9 @@
 """The suite's tokenizers, shared by every corpus: word-level, byte-level BPE and characters,
-and (at the end) the joint word-level / BPE tokenizers of the translation corpora.
+the joint word-level / BPE tokenizers of the translation corpora, and UTF-8 bytes.
 
-All are HF `tokenizers.Tokenizer` objects, trained on the train split only and saved as
-JSON, so the same file serves training, evaluation and generation.
+`Tokenizer` wraps an HF `tokenizers.Tokenizer` with the kind it was trained as (which
+decoding and the corpus statistics depend on); it is trained on the train split only and
+saved as JSON, so the same file serves training, evaluation and generation.
 
 `encode_lines` also reports, for each token, how many words and characters of the original
 text it closes. Summed over a split these give the number of words (whitespace-separated
@@ -12,32 +13,108 @@ sub-word or character loss into word-level perplexity and bits per character.
 
 from __future__ import annotations
 
+import io
 import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import numpy as np
-from tokenizers import (
-    Regex,
-    Tokenizer,
-    decoders,
-    models,
-    normalizers,
-    pre_tokenizers,
-    trainers,
-)
+from tokenizers import Regex, decoders, models, normalizers, pre_tokenizers, trainers
+from tokenizers import Tokenizer as HFTokenizer
 
 from core.files import atomic_write_bytes
 
-TOKENIZER_KINDS = ("word", "bpe", "char")
+# The language-modelling kinds; translation has its own (TranslationTokenizerKind, below).
+TokenizerKind = Literal["word", "bpe", "char"]
 EOS = "<eos>"  # word level: the end of a line, as in WikiText's standard vocabulary
 UNK = "<unk>"
 END_OF_TEXT = "<|endoftext|>"  # BPE: a document separator for generation
-# Part of every tokenizer/id cache key: bump it when training changes, so that old caches
-# are not reused (2: word vocabularies counted by `word_vocabulary`, without id holes).
-TOKENIZER_FORMAT = 2
+
+
+class Tokenizer:
+    """An HF tokenizer and its kind (`word`, `bpe`, `char`): text to ids and back.
+
+    At word level (language modelling) <eos> ends a line: `decode` writes it as a newline."""
+
+    def __init__(self, hf: HFTokenizer, kind: str):
+        self.hf, self.kind = hf, kind
+
+    # --- saving and loading ---------------------------------------------------------------
+    def to_bytes(self) -> bytes:
+        return self.hf.to_str().encode()
+
+    def save(self, path: Path) -> None:
+        atomic_write_bytes(path, self.to_bytes())
+
+    @classmethod
+    def load(cls, path: Path, kind: str) -> Tokenizer:
+        return cls(HFTokenizer.from_file(str(path)), kind)
+
+    # --- the vocabulary -------------------------------------------------------------------
+    @property
+    def vocab_size(self) -> int:
+        return self.hf.get_vocab_size()
+
+    def token_to_id(self, token: str) -> int | None:
+        return self.hf.token_to_id(token)
+
+    def id_to_token(self, i: int) -> str | None:
+        return self.hf.id_to_token(i)
+
+    @property
+    def unk_id(self) -> int | None:
+        return self.token_to_id(UNK)
+
+    @property
+    def eos_id(self) -> int | None:
+        """<eos>: the end of a line at word level, of a sentence in translation."""
+        return self.token_to_id(EOS)
+
+    @property
+    def end_of_text_id(self) -> int | None:
+        """BPE's <|endoftext|>, the end of a text; None for other kinds (a word-level text
+        may hold the string as a word, which ends nothing)."""
+        return self.token_to_id(END_OF_TEXT) if self.kind == "bpe" else None
+
+    # --- text in, text out ----------------------------------------------------------------
+    def encode(self, text: str) -> list[int]:
+        return self.hf.encode(text, add_special_tokens=False).ids
+
+    def encode_batch(self, texts: Sequence[str]) -> list[list[int]]:
+        return [e.ids for e in self.hf.encode_batch(list(texts), add_special_tokens=False)]
+
+    def encode_prompt(self, text: str) -> list[int]:
+        """Token ids of `text` (a prompt). Where the vocabulary has no token for part of it,
+        say which part, rather than silently feeding <unk> to the model."""
+        if not text:
+            raise ValueError("the prompt is empty: give at least one character")
+        enc = self.hf.encode(text, add_special_tokens=False)
+        unknown = [
+            text[a:b]
+            for i, (a, b) in zip(enc.ids, enc.offsets, strict=True)
+            if i == self.unk_id and text[a:b] != UNK
+        ]
+        if unknown:
+            what = "characters" if self.kind == "char" else "words"
+            listed = ", ".join(repr(u) for u in dict.fromkeys(unknown))
+            raise ValueError(f"the prompt has {what} outside the vocabulary: {listed}")
+        return enc.ids
+
+    def decode(self, ids: Sequence[int]) -> str:
+        """Text of token ids; at word level <eos> ends a line."""
+        if self.kind != "word":
+            return self.hf.decode(list(ids))
+        words = [self.hf.id_to_token(i) for i in ids]
+        return (
+            " ".join(words)
+            .replace(f" {EOS} ", "\n")
+            .replace(f" {EOS}", "\n")
+            .replace(f"{EOS} ", "\n")
+            .replace(EOS, "\n")
+        )
 
 
 @dataclass
@@ -51,12 +128,13 @@ class EncodedSplit:
     def __len__(self) -> int:
         return len(self.ids)
 
-    def save(self, path: Path) -> None:
-        import io
-
+    def to_bytes(self) -> bytes:
         buf = io.BytesIO()
         np.savez(buf, ids=self.ids, words=self.words, chars=self.chars)
-        atomic_write_bytes(path, buf.getvalue())
+        return buf.getvalue()
+
+    def save(self, path: Path) -> None:
+        atomic_write_bytes(path, self.to_bytes())
 
     @classmethod
     def load(cls, path: Path) -> EncodedSplit:
@@ -81,14 +159,16 @@ def word_vocabulary(
     return vocab
 
 
-def train_tokenizer(kind: str, lines: Sequence[str], bpe_vocab_size: int = 8192) -> Tokenizer:
+def train_tokenizer(
+    kind: TokenizerKind, lines: Sequence[str], bpe_vocab_size: int = 8192
+) -> Tokenizer:
     """Train a tokenizer of `kind` on `lines` (each ending with its newline)."""
     if kind == "word":
         words = (word for line in lines for word in line.split())
-        tok = Tokenizer(models.WordLevel(word_vocabulary(words, [EOS, UNK]), unk_token=UNK))
+        tok = HFTokenizer(models.WordLevel(word_vocabulary(words, [EOS, UNK]), unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.WhitespaceSplit()
     elif kind == "bpe":
-        tok = Tokenizer(models.BPE())
+        tok = HFTokenizer(models.BPE())
         tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
         tok.decoder = decoders.ByteLevel()
         trainer = trainers.BpeTrainer(
@@ -103,61 +183,20 @@ def train_tokenizer(kind: str, lines: Sequence[str], bpe_vocab_size: int = 8192)
         chars = sorted(set("".join(lines)))
         vocab = {c: i for i, c in enumerate(chars)}
         vocab[UNK] = len(vocab)
-        tok = Tokenizer(models.WordLevel(vocab, unk_token=UNK))
+        tok = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.Split(Regex(r"[\s\S]"), behavior="isolated")
         tok.decoder = decoders.Fuse()
     else:
-        raise ValueError(f"unknown tokenizer {kind!r}; choose one of {', '.join(TOKENIZER_KINDS)}")
-    return tok
+        raise ValueError(f"unknown tokenizer kind {kind!r}")
+    return Tokenizer(tok, kind)
 
 
-def save_tokenizer(tok: Tokenizer, path: Path) -> None:
-    atomic_write_bytes(path, tok.to_str().encode())
-
-
-def load_tokenizer(path: Path) -> Tokenizer:
-    return Tokenizer.from_file(str(path))
-
-
-def encode_text(tok: Tokenizer, kind: str, text: str) -> list[int]:
-    """Token ids of `text` (a prompt). Where the vocabulary has no token for part of it, say
-    which part, rather than silently feeding <unk> to the model."""
-    if not text:
-        raise ValueError("the prompt is empty: give at least one character")
-    enc = tok.encode(text, add_special_tokens=False)
-    unk_id = tok.token_to_id(UNK)
-    unknown = [
-        text[a:b]
-        for i, (a, b) in zip(enc.ids, enc.offsets, strict=True)
-        if i == unk_id and text[a:b] != UNK
-    ]
-    if unknown:
-        what = "characters" if kind == "char" else "words"
-        listed = ", ".join(repr(u) for u in dict.fromkeys(unknown))
-        raise ValueError(f"the prompt has {what} outside the vocabulary: {listed}")
-    return enc.ids
-
-
-def decode_ids(tok: Tokenizer, kind: str, ids: Sequence[int]) -> str:
-    """Text of token ids; at word level <eos> ends a line."""
-    if kind != "word":
-        return tok.decode(list(ids))
-    words = [tok.id_to_token(i) for i in ids]
-    return (
-        " ".join(words)
-        .replace(f" {EOS} ", "\n")
-        .replace(f" {EOS}", "\n")
-        .replace(f"{EOS} ", "\n")
-        .replace(EOS, "\n")
-    )
-
-
-def encode_lines(tok: Tokenizer, kind: str, lines: Sequence[str]) -> EncodedSplit:
+def encode_lines(tok: Tokenizer, lines: Sequence[str]) -> EncodedSplit:
     """Encode `lines` (each ending with its newline) into one stream of token ids."""
-    eos_id = tok.token_to_id(EOS) if kind == "word" else None
+    eos_id = tok.eos_id if tok.kind == "word" else None
     ids, words, chars = [], [], []
     for line, enc in zip(
-        lines, tok.encode_batch(list(lines), add_special_tokens=False), strict=True
+        lines, tok.hf.encode_batch(list(lines), add_special_tokens=False), strict=True
     ):
         line_ids = enc.ids
         ends = [end for _, end in enc.offsets]
@@ -194,7 +233,7 @@ def _word_starts(line: str) -> np.ndarray:
 # Special ids are fixed by convention (models take pad_id=0, bos_id=1, eos_id=2 by default).
 PAD, BOS = "<pad>", "<bos>"
 TRANSLATION_SPECIALS = (PAD, BOS, EOS, UNK)  # ids 0, 1, 2, 3
-TRANSLATION_TOKENIZER_KINDS = ("word", "bpe")
+TranslationTokenizerKind = Literal["word", "bpe"]
 # Han, kana: one token per character (Chinese has no spaces between words).
 _CJK = r"\p{Han}\p{Hiragana}\p{Katakana}"
 # A CJK character, a run of other word characters, or one punctuation mark.
@@ -216,7 +255,7 @@ def _word_pre_tokenizer() -> pre_tokenizers.PreTokenizer:
 
 
 def train_translation_tokenizer(
-    kind: str,
+    kind: TranslationTokenizerKind,
     lines: Iterable[str],
     vocab_size: int = 8000,
     min_freq: int = 2,
@@ -233,12 +272,14 @@ def train_translation_tokenizer(
     specials = list(TRANSLATION_SPECIALS)
     if kind == "word":
         words = (w for line in lines for w in translation_tokens(line, lowercase))
-        tok = Tokenizer(models.WordLevel(word_vocabulary(words, specials, min_freq), unk_token=UNK))
+        tok = HFTokenizer(
+            models.WordLevel(word_vocabulary(words, specials, min_freq), unk_token=UNK)
+        )
         tok.pre_tokenizer = _word_pre_tokenizer()
         tok.normalizer = _translation_normalizer(lowercase)
-        return tok
+        return Tokenizer(tok, kind)
     if kind == "bpe":
-        tok = Tokenizer(models.BPE(unk_token=UNK))
+        tok = HFTokenizer(models.BPE(unk_token=UNK))
         tok.pre_tokenizer = pre_tokenizers.Sequence(
             [
                 pre_tokenizers.Metaspace(prepend_scheme="always"),
@@ -250,12 +291,10 @@ def train_translation_tokenizer(
             vocab_size=vocab_size, special_tokens=specials, show_progress=False
         )
     else:
-        raise ValueError(
-            f"unknown tokenizer {kind!r}; choose one of {', '.join(TRANSLATION_TOKENIZER_KINDS)}"
-        )
+        raise ValueError(f"unknown translation tokenizer kind {kind!r}")
     tok.normalizer = _translation_normalizer(lowercase)
     tok.train_from_iterator(lines, trainer)
-    return tok
+    return Tokenizer(tok, kind)
 
 
 def translation_tokens(text: str, lowercase: bool = True) -> list[str]:
@@ -320,7 +359,7 @@ def detokenize(tokens: Sequence[str]) -> str:
     return "".join(out)
 
 
-def decode_translation(tok: Tokenizer, kind: str, ids: Sequence[int]) -> str:
+def decode_translation(tok: Tokenizer, ids: Sequence[int]) -> str:
     """Text of target ids: stops at <eos>, drops <pad> and <bos>, detokenizes."""
     pad_id, bos_id, eos_id = (tok.token_to_id(t) for t in (PAD, BOS, EOS))
     kept = []
@@ -330,8 +369,8 @@ def decode_translation(tok: Tokenizer, kind: str, ids: Sequence[int]) -> str:
             break
         if i not in (pad_id, bos_id):
             kept.append(i)
-    if kind == "bpe":
-        return tok.decode(kept, skip_special_tokens=False).strip()
+    if tok.kind == "bpe":
+        return tok.hf.decode(kept, skip_special_tokens=False).strip()
     return detokenize([tok.id_to_token(i) for i in kept])
 
 
@@ -343,6 +382,8 @@ class ByteTokenizer:
     as their names (`<|endoftext|>`, ...). Any language in, nothing unknown, nothing to
     train or cache: two runs on different corpora share the same ids, which is what lets a
     GPT pretrained on one text be fine-tuned on another (the chat corpus)."""
+
+    kind = "byte"
 
     def __init__(self, specials: Sequence[str] = (END_OF_TEXT,)):
         self.specials = list(specials)
@@ -363,6 +404,10 @@ class ByteTokenizer:
 
     def token_to_id(self, token: str) -> int | None:
         return self.special_ids.get(token)
+
+    @property
+    def end_of_text_id(self) -> int | None:
+        return self.token_to_id(END_OF_TEXT)
 
     def encode(self, text: str) -> list[int]:
         ids: list[int] = []

@@ -29,37 +29,28 @@ many batches; validate and test on one device for exact figures.
 
 from __future__ import annotations
 
-import gzip
 import io
 import logging
-import math
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
 
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import (
-    BatchSampler,
-    DataLoader,
-    Dataset,
-    DistributedSampler,
-    RandomSampler,
-    Sampler,
-    SequentialSampler,
-)
+from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
+from core.constants import SPLITS, Split
 from core.errors import DataError, UserError, require_positive
-from core.files import atomic_write_bytes
+from datamodules.bucketing import BucketBatchSampler, EpochRandomSampler
+from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
-from datamodules.paths import cache_dir_for, fingerprint, resolve_data_dir
+from datamodules.paths import resolve_data_dir
+from datamodules.text_files import read_lines
 from datamodules.tokenizers import (
-    TOKENIZER_FORMAT,
     TRANSLATION_SPECIALS,
-    TRANSLATION_TOKENIZER_KINDS,
+    Tokenizer,
+    TranslationTokenizerKind,
     decode_translation,
-    load_tokenizer,
-    save_tokenizer,
     train_translation_tokenizer,
     translation_tokens,
 )
@@ -67,43 +58,12 @@ from datamodules.tokenizers import (
 log = logging.getLogger(__name__)
 
 PAD_ID, BOS_ID, EOS_ID, UNK_ID = range(4)  # the order of TRANSLATION_SPECIALS
-SPLITS = ("train", "val", "test")
-POOL_BATCHES = 50  # batches per length-sorted pool: enough to find similar lengths, still random
 
 
 # --- reading corpus files -------------------------------------------------------------------
-def read_corpus_text(path: Path) -> str:
-    """A corpus file (plain or .gz) as text; a damaged file gets a message naming it."""
-    data = path.read_bytes()
-    if path.suffix == ".gz":
-        try:
-            data = gzip.decompress(data)
-        except (OSError, EOFError) as err:
-            raise DataError(
-                f"{path}: not a readable gzip file ({err}); replace it with a clean copy."
-            ) from None
-    try:
-        return data.decode("utf-8")
-    except UnicodeDecodeError as err:
-        line = data.count(b"\n", 0, err.start) + 1
-        raise DataError(
-            f"{path}: line {line} is not valid UTF-8 (byte {err.start}); the file is corrupt or in "
-            f"another encoding. Replace it with a clean copy of the corpus."
-        ) from None
-
-
-def corpus_lines(path: Path) -> list[str]:
-    """The lines of a corpus file. Split on newlines only (not on the Unicode line separators
-    that `str.splitlines` also cuts at), so line i is the i-th sentence of a parallel file."""
-    lines = read_corpus_text(path).split("\n")
-    if lines and lines[-1] == "":
-        lines.pop()  # the file's final newline ends the last line, it starts no new one
-    return [line.removesuffix("\r") for line in lines]
-
-
 def read_sentences(path: Path) -> list[str]:
     """One sentence per line, stripped; an empty line is an error naming file and line."""
-    sentences = [line.strip() for line in corpus_lines(path)]
+    sentences = [line.strip() for line in read_lines(path)]
     for number, sentence in enumerate(sentences, start=1):
         if not sentence:
             raise DataError(
@@ -163,94 +123,6 @@ def _pad(rows: list[list[int]]) -> torch.Tensor:
     return torch.from_numpy(out)
 
 
-class EpochRandomSampler(RandomSampler):
-    """A fresh permutation every epoch, seeded by `seed` and the epoch Lightning passes to
-    `set_epoch`. Over `world_size` processes (when Lightning does not shard) it yields this
-    rank's share of the permutation, padded by wrapping around so every rank gets as many."""
-
-    def __init__(self, data_source: Dataset, seed: int = 0, rank: int = 0, world_size: int = 1):
-        super().__init__(data_source)
-        self.seed, self.rank, self.world_size = seed, rank, world_size
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.data_source) / self.world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        n = len(self.data_source)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(n).tolist()
-        order += order[: len(self) * self.world_size - n]
-        return iter(order[self.rank :: self.world_size])
-
-
-class BucketBatchSampler(BatchSampler):
-    """Batches of sentences of similar length, from the indices `sampler` yields.
-
-    shuffle=True (training): the indices, in the sampler's random order, are taken in pools of
-    `pool_batches` batches; each pool is sorted by (source, target) length and cut into
-    batches, and the batches are shuffled, seeded by `seed` and the sampler's epoch.
-    shuffle=False (evaluation): all indices sorted by length, then cut. Lengths are those of
-    the (source, target) pair: sorted by the longer side, then by the sum.
-
-    `sampler` is an argument so that Lightning can swap in its DistributedSampler under DDP.
-    """
-
-    def __init__(
-        self,
-        sampler: Sampler[int],
-        batch_size: int,
-        drop_last: bool = False,
-        lengths: np.ndarray | None = None,
-        shuffle: bool = False,
-        seed: int = 0,
-        pool_batches: int = POOL_BATCHES,
-    ):
-        super().__init__(sampler, batch_size, drop_last)
-        if lengths is None:
-            raise ValueError("BucketBatchSampler needs the lengths of the examples")
-        self.lengths = np.asarray(lengths)
-        self.shuffle, self.seed, self.pool_batches = shuffle, seed, pool_batches
-
-    def _by_length(self, indices: list[int]) -> list[int]:
-        # By the longer side, then the total: on Multi30k this pads less than torchtext's
-        # (source, target) order (8% against 12% of a training epoch's tokens; random: 52%).
-        lengths = self.lengths[indices].reshape(-1, 2)
-        # lexsort: the last key is the primary one; ties keep the incoming (random) order
-        order = np.lexsort((lengths.sum(1), lengths.max(1)))
-        return [indices[i] for i in order]
-
-    def _cut(self, indices: list[int]) -> list[list[int]]:
-        return [indices[i : i + self.batch_size] for i in range(0, len(indices), self.batch_size)]
-
-    def batches(self) -> list[list[int]]:
-        indices = list(self.sampler)
-        if not self.shuffle:
-            batches = self._cut(self._by_length(indices))
-        else:
-            pool = self.batch_size * self.pool_batches
-            batches = [
-                batch
-                for start in range(0, len(indices), pool)
-                for batch in self._cut(self._by_length(indices[start : start + pool]))
-            ]
-            epoch = getattr(self.sampler, "epoch", 0)
-            rng = np.random.default_rng([self.seed, epoch, 1])
-            batches = [batches[i] for i in rng.permutation(len(batches))]
-        if self.drop_last:
-            batches = [b for b in batches if len(b) == self.batch_size]
-        return batches
-
-    def __iter__(self) -> Iterator[list[int]]:
-        return iter(self.batches())
-
-    def __len__(self) -> int:
-        n = len(self.sampler)
-        return n // self.batch_size if self.drop_last else math.ceil(n / self.batch_size)
-
-
 # --- the datamodule -------------------------------------------------------------------------
 class TranslationDataModule(CorpusFolder, L.LightningDataModule):
     """Base for parallel corpora. Subclasses say where the files are and how to read and fetch
@@ -270,7 +142,7 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         data_dir: str | None = None,
         source_lang: str = "de",
         target_lang: str = "en",
-        tokenizer: str = "word",
+        tokenizer: TranslationTokenizerKind = "word",
         bpe_vocab_size: int = 8000,
         min_freq: int = 2,
         lowercase: bool = True,
@@ -294,8 +166,8 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
                 sentences truncated; the model's block_size is max_length + 2.
             batch_size, eval_batch_size: sentence pairs per batch (eval default: batch_size).
             download: fetch the corpus when it is missing (needs a network).
-            cache_dir: where tokenizers and token ids are cached (default: beside the data,
-                or ~/.cache/seqmodels when the data folder is read-only).
+            cache_dir: where tokenizers and token ids are cached, under <cache_dir>/<corpus>/
+                (default $XDG_CACHE_HOME/seqmodels, else ~/.cache/seqmodels).
             seed: the order of training batches (with the epoch).
         """
         super().__init__()
@@ -306,11 +178,6 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         if source_lang == target_lang:
             raise UserError(
                 f"data.source_lang and data.target_lang are both {source_lang!r}; pick two of {known}."
-            )
-        if tokenizer not in TRANSLATION_TOKENIZER_KINDS:
-            raise UserError(
-                f"data.tokenizer={tokenizer!r} is not known; choose one of "
-                f"{', '.join(TRANSLATION_TOKENIZER_KINDS)}."
             )
         require_positive(
             "data",
@@ -335,8 +202,8 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         self.num_workers = num_workers
         self.download = download
         self.seed = seed
-        self._cache_dir = cache_dir
-        self._tokenizer = None
+        self.cache_dir = cache_root(cache_dir)
+        self._tokenizer: Tokenizer | None = None
         self._sentences: dict[str, dict[str, list[str]]] = {}
         self._encoded: dict[str, dict[str, list[list[int]]]] = {}
 
@@ -378,96 +245,78 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
 
     # --- tokenizer and token ids -----------------------------------------------------------
     @property
-    def cache_dir(self) -> Path:
-        return cache_dir_for(self.data_dir, self.corpus, self._cache_dir)
+    def cache(self) -> DerivedFiles:
+        """This corpus's cache folder for these files and settings."""
+        return DerivedFiles(self.corpus, self.files, self._settings(), self.cache_dir)
 
-    def _settings_key(self) -> str:
+    def _settings(self) -> str:
         # The direction is left out: both directions share one joint tokenizer and id cache.
         tokenizer = (
             f"bpe{self.bpe_vocab_size}"
             if self.tokenizer_kind == "bpe"
             else f"word-min{self.min_freq}"
         )
-        return fingerprint(
-            *self.files,
-            extra=f"{type(self).__name__}:{self.describe_splits()}:{tokenizer}:lower={self.lowercase}:v{TOKENIZER_FORMAT}",
-        )
+        return f"{type(self).__name__}:{self.describe_splits()}:{tokenizer}:lower={self.lowercase}"
 
     @property
     def tokenizer_path(self) -> Path:
-        return self.cache_dir / f"tokenizer-{self.tokenizer_kind}-{self._settings_key()}.json"
+        return self.cache.path("tokenizer.json")
 
     @property
-    def tokenizer(self):
+    def tokenizer(self) -> Tokenizer:
         if self._tokenizer is None:
-            path = self.tokenizer_path
-            if path.exists():
-                tok = load_tokenizer(path)
-            else:
-                log.info(
-                    "training a %s tokenizer on the %s train split",
-                    self.tokenizer_kind,
-                    self.corpus,
-                )
-                train = self.sentences()["train"]
-                tok = train_translation_tokenizer(
-                    self.tokenizer_kind,
-                    [s for lang in self.languages for s in train[lang]],
-                    vocab_size=self.bpe_vocab_size,
-                    min_freq=self.min_freq,
-                    lowercase=self.lowercase,
-                )
-                save_tokenizer(tok, path)
+            tok = self.cache.get(
+                "tokenizer.json",
+                build=self._train_tokenizer,
+                dump=Tokenizer.to_bytes,
+                load=lambda path: Tokenizer.load(path, self.tokenizer_kind),
+            )
             ids = [tok.token_to_id(t) for t in TRANSLATION_SPECIALS]
             if ids != list(range(len(TRANSLATION_SPECIALS))):
                 raise DataError(
-                    f"{path}: the special tokens {', '.join(TRANSLATION_SPECIALS)} must have ids "
-                    f"0-3 but have {ids}; delete the file so that it is trained again."
+                    f"{self.tokenizer_path}: the special tokens {', '.join(TRANSLATION_SPECIALS)} "
+                    f"must have ids 0-3 but have {ids}; delete the file so that it is trained again."
                 )
             self._tokenizer = tok
         return self._tokenizer
 
+    def _train_tokenizer(self) -> Tokenizer:
+        log.info("training a %s tokenizer on the %s train split", self.tokenizer_kind, self.corpus)
+        train = self.sentences()["train"]
+        return train_translation_tokenizer(
+            self.tokenizer_kind,
+            [s for lang in self.languages for s in train[lang]],
+            vocab_size=self.bpe_vocab_size,
+            min_freq=self.min_freq,
+            lowercase=self.lowercase,
+        )
+
     @property
     def vocab_size(self) -> int:
         """The joint vocabulary size (trains or loads the tokenizer)."""
-        return self.tokenizer.get_vocab_size()
+        return self.tokenizer.vocab_size
 
     @property
     def block_size(self) -> int:
         """The longest sequence a model sees: max_length tokens plus <bos> and <eos>."""
         return self.max_length + 2
 
-    def encoded(self, split: str) -> dict[str, list[list[int]]]:
+    def encoded(self, split: Split) -> dict[str, list[list[int]]]:
         """{language: token ids per sentence} of a split (no special tokens, not truncated),
         cached on disk so that the second run starts at once."""
         if split not in self._encoded:
-            path = self.cache_dir / f"{split}-{self.tokenizer_kind}-{self._settings_key()}.npz"
-            if path.exists():
-                with np.load(path) as f:
-                    self._encoded[split] = {
-                        lang: _unflatten(f[f"{lang}_ids"], f[f"{lang}_lengths"])
-                        for lang in self.languages
-                    }
-            else:
-                tok, sentences = self.tokenizer, self.sentences()[split]
-                self._encoded[split] = {
-                    lang: [
-                        e.ids for e in tok.encode_batch(sentences[lang], add_special_tokens=False)
-                    ]
+            self._encoded[split] = self.cache.get(
+                f"{split}.npz",
+                build=lambda: {
+                    lang: self.tokenizer.encode_batch(self.sentences()[split][lang])
                     for lang in self.languages
-                }
-                arrays = {}
-                for lang, rows in self._encoded[split].items():
-                    arrays[f"{lang}_ids"] = np.fromiter(
-                        (i for row in rows for i in row), dtype=np.int32
-                    )
-                    arrays[f"{lang}_lengths"] = np.array([len(r) for r in rows], dtype=np.int64)
-                buf = io.BytesIO()
-                np.savez(buf, **arrays)
-                atomic_write_bytes(path, buf.getvalue())
+                },
+                dump=_ids_to_npz,
+                load=lambda path: _ids_from_npz(path, self.languages),
+            )
         return self._encoded[split]
 
-    def pairs(self, split: str) -> TranslationPairs:
+    def pairs(self, split: Split) -> TranslationPairs:
         """The split in this module's direction: train pairs longer than max_length tokens on
         either side dropped, val/test sentences truncated to max_length."""
         ids, texts = self.encoded(split), self.sentences()[split]
@@ -558,18 +407,34 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
     def encode_source(self, text: str, truncate: bool = True) -> list[int]:
         """Ids of a source sentence + <eos>; cut to max_length words unless `truncate` is
         False (the caller then decides, and says so)."""
-        ids = self.tokenizer.encode(text, add_special_tokens=False).ids if text.strip() else []
+        ids = self.tokenizer.encode(text) if text.strip() else []
         if not ids:
             raise ValueError("the source sentence is empty: give at least one word")
         return [*(ids[: self.max_length] if truncate else ids), EOS_ID]
 
     def decode(self, ids: Sequence[int]) -> str:
         """Detokenized text of target ids: stops at <eos>, drops <pad> and <bos>."""
-        return decode_translation(self.tokenizer, self.tokenizer_kind, ids)
+        return decode_translation(self.tokenizer, ids)
 
     def bleu_tokens(self, text: str) -> list[str]:
         """Lower-cased words and punctuation (CJK by character): the tokens of tokenized BLEU."""
         return translation_tokens(text, lowercase=True)
+
+
+def _ids_to_npz(encoded: dict[str, list[list[int]]]) -> bytes:
+    """Each language's ids as one flat array and the sentence lengths."""
+    arrays = {}
+    for lang, rows in encoded.items():
+        arrays[f"{lang}_ids"] = np.fromiter((i for row in rows for i in row), dtype=np.int32)
+        arrays[f"{lang}_lengths"] = np.array([len(r) for r in rows], dtype=np.int64)
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)
+    return buf.getvalue()
+
+
+def _ids_from_npz(path: Path, languages: Sequence[str]) -> dict[str, list[list[int]]]:
+    with np.load(path) as f:
+        return {lang: _unflatten(f[f"{lang}_ids"], f[f"{lang}_lengths"]) for lang in languages}
 
 
 def _unflatten(ids: np.ndarray, lengths: np.ndarray) -> list[list[int]]:

@@ -11,13 +11,19 @@ from __future__ import annotations
 import os
 import re
 from pathlib import Path
+from typing import Literal
 
+from core.constants import SPLITS
 from core.files import atomic_write_bytes
-from datamodules.language_modeling import SPLITS, LanguageModelingDataModule
+from datamodules.dedup import Shingle
+from datamodules.language_modeling import Batching, LanguageModelingDataModule
+from datamodules.tokenizers import TokenizerKind
 
 HUB_DATASET = "Salesforce/wikitext"
-HUB_SPLITS = {"train": "train", "valid": "validation", "test": "test"}
-VOCAB_FROM = ("train", "all")
+HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
+# WikiText's files call the validation split `valid`.
+FILE_SPLITS = {"train": "train", "val": "valid", "test": "test"}
+VocabFrom = Literal["train", "all"]  # the splits the tokenizer is trained on
 ARTICLE_HEADING = re.compile(r"^= (?!=).*(?<!=) =$")  # ` = Title = `, not ` = = Section = = `
 
 
@@ -31,7 +37,7 @@ class WikiText2DataModule(LanguageModelingDataModule):
         self,
         data_dir: str | None = None,
         raw: bool = False,
-        tokenizer: str = "word",
+        tokenizer: TokenizerKind = "word",
         bpe_vocab_size: int = 8192,
         block_size: int = 128,
         batch_size: int = 32,
@@ -39,13 +45,13 @@ class WikiText2DataModule(LanguageModelingDataModule):
         num_workers: int = 0,
         download: bool = True,
         cache_dir: str | None = None,
-        batching: str = "random_windows",
-        vocab_from: str = "train",
+        batching: Batching = "random_windows",
+        vocab_from: VocabFrom = "train",
         dedup: bool = False,
         dedup_threshold: float = 0.8,
         dedup_num_perm: int = 128,
         dedup_shingle_size: int = 5,
-        dedup_shingle: str = "word",
+        dedup_shingle: Shingle = "word",
     ):
         """
         Args:
@@ -56,12 +62,6 @@ class WikiText2DataModule(LanguageModelingDataModule):
                 `train` reads unseen words as <unk>, which lowers perplexity, and `all` keeps
                 them, so perplexities compare with pytorch/examples'.
         """
-        if vocab_from not in VOCAB_FROM:
-            from core.errors import UserError
-
-            raise UserError(
-                f"data.vocab_from={vocab_from!r} is not known; choose one of {', '.join(VOCAB_FROM)}."
-            )
         self.raw = raw
         self.vocab_splits = SPLITS if vocab_from == "all" else ("train",)
         super().__init__(
@@ -99,7 +99,10 @@ class WikiText2DataModule(LanguageModelingDataModule):
 
     def _layouts(self) -> list[dict[str, str]]:
         ext = "raw" if self.raw else "tokens"
-        return [{s: f"wiki.{s}.{ext}" for s in SPLITS}, {s: f"{s}.txt" for s in SPLITS}]
+        return [
+            {s: f"wiki.{FILE_SPLITS[s]}.{ext}" for s in SPLITS},
+            {s: f"{FILE_SPLITS[s]}.txt" for s in SPLITS},
+        ]
 
     def local_files(self) -> dict[str, Path] | None:
         for layout in self._layouts():
@@ -126,4 +129,5 @@ class WikiText2DataModule(LanguageModelingDataModule):
         ext = "raw" if self.raw else "tokens"
         for split, hub_split in HUB_SPLITS.items():
             text = "".join(ds[hub_split]["text"])  # each row is one line with its newline
-            atomic_write_bytes(self.data_dir / f"wiki.{split}.{ext}", text.encode("utf-8"))
+            path = self.data_dir / f"wiki.{FILE_SPLITS[split]}.{ext}"
+            atomic_write_bytes(path, text.encode("utf-8"))

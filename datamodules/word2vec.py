@@ -29,21 +29,25 @@ from __future__ import annotations
 import logging
 import math
 from collections import Counter
+from typing import Literal
 
 import lightning as L
 import numpy as np
 import torch
 from torch.utils.data import DataLoader, IterableDataset
 
+from core.constants import Split
 from core.errors import UserError, require_positive
 
 log = logging.getLogger(__name__)
 
-ARCHITECTURES = ("skipgram", "cbow")
+# skipgram: predict each context word from the centre; cbow: the centre from its context
+Architecture = Literal["skipgram", "cbow"]
+TextCorpus = Literal["wikitext-2", "tinyshakespeare"]  # the suite's text corpora
 NOISE_POWER = 0.75  # Mikolov et al. 2013b: unigram^(3/4) beat unigram and uniform
 
 
-def corpus_reader(corpus: str, data_dir: str | None, download: bool):
+def corpus_reader(corpus: TextCorpus, data_dir: str | None, download: bool):
     """The suite's datamodule of `corpus`, used only to find and read its split lines."""
     if corpus == "wikitext-2":
         from datamodules.wikitext2 import WikiText2DataModule
@@ -53,9 +57,7 @@ def corpus_reader(corpus: str, data_dir: str | None, download: bool):
         from datamodules.tinyshakespeare import TinyShakespeareDataModule
 
         return TinyShakespeareDataModule(data_dir=data_dir, download=download, tokenizer="word")
-    raise UserError(
-        f"data.corpus={corpus!r} is not a text corpus of the suite; choose wikitext-2 or tinyshakespeare."
-    )
+    raise ValueError(f"{corpus!r} is not a text corpus of the suite")
 
 
 def keep_probabilities(counts: np.ndarray, sample: float) -> np.ndarray:
@@ -129,7 +131,7 @@ class Word2VecExamples(IterableDataset):
         sentence: np.ndarray,
         keep_prob: np.ndarray,
         noise: NoiseSampler | None,
-        architecture: str,
+        architecture: Architecture,
         window: int,
         negative: int,
         batch_size: int,
@@ -203,9 +205,9 @@ class Word2VecDataModule(L.LightningDataModule):
 
     def __init__(
         self,
-        corpus: str = "wikitext-2",
+        corpus: TextCorpus = "wikitext-2",
         data_dir: str | None = None,
-        architecture: str = "skipgram",
+        architecture: Architecture = "skipgram",
         window: int = 5,
         min_count: int = 5,
         sample: float = 1e-4,
@@ -235,10 +237,6 @@ class Word2VecDataModule(L.LightningDataModule):
             seed: the seed of subsampling, windows, shuffling and noise draws.
         """
         super().__init__()
-        if architecture not in ARCHITECTURES:
-            raise UserError(
-                f"data.architecture={architecture!r} is not known; choose one of {', '.join(ARCHITECTURES)}."
-            )
         require_positive("data", window=window, min_count=min_count, batch_size=batch_size)
         if negative < 0:
             raise UserError(
@@ -260,7 +258,7 @@ class Word2VecDataModule(L.LightningDataModule):
         self._encoded: dict[str, tuple[np.ndarray, np.ndarray]] = {}
 
     # --- the vocabulary ------------------------------------------------------------------
-    def sentences(self, split: str) -> list[list[str]]:
+    def sentences(self, split: Split) -> list[list[str]]:
         """The split's lines as lists of words (case folded if asked)."""
         lines = self.reader.lines()[split]
         if self.lowercase:
@@ -311,7 +309,7 @@ class Word2VecDataModule(L.LightningDataModule):
         """Linked to the model, which builds its Huffman tree from them."""
         return self.counts.tolist()
 
-    def encode(self, split: str) -> tuple[np.ndarray, np.ndarray]:
+    def encode(self, split: Split) -> tuple[np.ndarray, np.ndarray]:
         """Word ids of a split (out-of-vocabulary words dropped) and each one's sentence number."""
         if split not in self._encoded:
             self.words  # noqa: B018 - builds the vocabulary
@@ -333,7 +331,9 @@ class Word2VecDataModule(L.LightningDataModule):
         return len(self.encode("train")[0])
 
     # --- the examples ------------------------------------------------------------------
-    def _examples(self, split: str, batch_size: int, shuffle: bool, seed: int) -> Word2VecExamples:
+    def _examples(
+        self, split: Split, batch_size: int, shuffle: bool, seed: int
+    ) -> Word2VecExamples:
         ids, sentence = self.encode(split)
         if len(ids) < 2:
             raise UserError(
@@ -365,7 +365,7 @@ class Word2VecDataModule(L.LightningDataModule):
         if stage in (None, "fit"):
             self.train_set = self._examples("train", self.batch_size, True, self.seed)
         if stage in (None, "fit", "validate"):
-            self.val_set = self._examples("valid", self.eval_batch_size, False, self.seed + 1)
+            self.val_set = self._examples("val", self.eval_batch_size, False, self.seed + 1)
         if stage in (None, "test"):
             self.test_set = self._examples("test", self.eval_batch_size, False, self.seed + 2)
 

@@ -8,11 +8,11 @@ import json
 import pytest
 import torch
 
+from core.constants import IGNORE_INDEX
 from core.errors import DataError, UserError
 from datamodules.chat import (
     ASSISTANT,
     CHAT_SPECIALS,
-    IGNORE_INDEX,
     USER,
     ChatDataModule,
     chat_example,
@@ -39,10 +39,8 @@ def test_chatterbot_corpus_loads_as_template_pairs(language, sample):
     data = ChatDataModule(language=language, block_size=128, batch_size=4)
     data.setup("fit")
     conversations = data.conversations()
-    assert len(conversations["train"]) > 100 and len(conversations["valid"]) > 10
-    assert any(
-        sample in turn for c in conversations["train"] + conversations["valid"] for turn in c
-    )
+    assert len(conversations["train"]) > 100 and len(conversations["val"]) > 10
+    assert any(sample in turn for c in conversations["train"] + conversations["val"] for turn in c)
     example = data.train_set[0]
     text = data.decode(example.input_ids)
     assert text.startswith(f"{USER}\n") and f"\n{ASSISTANT}\n" in text
@@ -98,7 +96,7 @@ def test_split_is_by_conversation_and_seeded(tmp_path):
     def split(seed):
         data = ChatDataModule(data_dir=str(tmp_path), val_fraction=0.2, split_seed=seed)
         c = data.conversations()
-        return [t[0] for t in c["train"]], [t[0] for t in c["valid"]]
+        return [t[0] for t in c["train"]], [t[0] for t in c["val"]]
 
     train, valid = split(1)
     assert len(valid) == 10 and len(train) == 40 and not set(train) & set(valid)

@@ -184,7 +184,7 @@ def test_unknown_config_key():
 
 def test_bad_value_in_a_datamodule_argument(shakespeare_dir):
     proc = run_cli("fit", "--config", SHAKESPEARE, "--data.init_args.tokenizer=chars", check=False)
-    assert_one_clear_error(proc, "data.tokenizer='chars'", "word, bpe, char")
+    assert_one_clear_error(proc, "tokenizer", "'word', 'bpe', 'char'", "chars")
 
 
 def test_min_learning_rate_above_the_peak(shakespeare_dir):

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import math
 import os
+import stat
 from pathlib import Path
 
 import numpy as np
@@ -12,13 +13,15 @@ import pytest
 import torch
 
 import datamodules.language_modeling as lm
+from core.constants import IGNORE_INDEX as IGNORE
+from core.constants import SPLITS
 from core.errors import DataError, UserError
 from datamodules import TinyShakespeareDataModule, WikiText2DataModule
-from datamodules.language_modeling import SPLITS, OrderedBlocks, RandomWindows
-from datamodules.tokenizers import EOS, UNK, EncodedSplit, encode_lines, train_tokenizer
+from datamodules.language_modeling import OrderedBlocks, RandomWindows
+from datamodules.tokenizers import EOS, UNK, EncodedSplit, Tokenizer, encode_lines, train_tokenizer
+from datamodules.wikitext2 import FILE_SPLITS
 from lit_models.metrics import LanguageModelMetrics
-
-IGNORE = -100
+from tests.conftest import config, run_cli
 
 TEXT = (
     "Café au lait — naïve façade\n"
@@ -35,21 +38,21 @@ TEXT = (
 def test_encode_lines_counts_words_and_characters(kind):
     lines = TEXT.splitlines(keepends=True)
     tok = train_tokenizer(kind, lines, bpe_vocab_size=300)
-    enc = encode_lines(tok, kind, lines)
+    enc = encode_lines(tok, lines)
     assert len(enc.ids) == len(enc.words) == len(enc.chars) > 0
     # Whitespace-separated words plus one end-of-line word per newline, whatever the tokens.
     assert int(enc.words.sum()) == len(TEXT.split()) + TEXT.count("\n")
     assert int(enc.chars.sum()) == len(TEXT)
     # Per line too: a token never carries counts over from another line.
     for line in lines:
-        one = encode_lines(tok, kind, [line])
+        one = encode_lines(tok, [line])
         assert int(one.chars.sum()) == len(line)
         assert int(one.words.sum()) == len(line.split()) + line.count("\n")
 
 
 def test_char_counts_per_token_are_one_for_characters():
     lines = TEXT.splitlines(keepends=True)
-    enc = encode_lines(train_tokenizer("char", lines), "char", lines)
+    enc = encode_lines(train_tokenizer("char", lines), lines)
     assert len(enc.ids) == len(TEXT)
     assert (enc.chars == 1).all()
 
@@ -58,12 +61,12 @@ def test_char_counts_per_token_are_one_for_characters():
 def test_decode_inverts_encode(kind):
     tok = train_tokenizer(kind, TEXT.splitlines(keepends=True), bpe_vocab_size=300)
     for text in (TEXT, "naïve 🙂\n\n  ok", " "):  # characters seen in training
-        assert tok.decode(tok.encode(text, add_special_tokens=False).ids) == text
+        assert tok.decode(tok.encode(text)) == text
 
 
 def test_char_tokenizer_maps_unseen_characters_to_unk():
     tok = train_tokenizer("char", ["abc\n"])
-    enc = encode_lines(tok, "char", ["aé\n"])
+    enc = encode_lines(tok, ["aé\n"])
     assert enc.ids.tolist() == [tok.token_to_id("a"), tok.token_to_id(UNK), tok.token_to_id("\n")]
     assert enc.chars.tolist() == [1, 1, 1]
 
@@ -71,7 +74,7 @@ def test_char_tokenizer_maps_unseen_characters_to_unk():
 def test_word_tokenizer_ends_every_line_with_eos():
     lines = ["the cat\n", "\n", "sat <unk> down\n"]
     tok = train_tokenizer("word", lines)
-    enc = encode_lines(tok, "word", lines)
+    enc = encode_lines(tok, lines)
     eos, unk = tok.token_to_id(EOS), tok.token_to_id(UNK)
     assert enc.ids.tolist() == [
         tok.token_to_id("the"),
@@ -128,7 +131,7 @@ def test_ordered_blocks_on_small_splits(n, world_size):
 
 def test_ordered_blocks_on_wikitext(wikitext_dir):
     dm = WikiText2DataModule(data_dir=str(wikitext_dir), block_size=64)
-    valid = dm.encoded("valid")
+    valid = dm.encoded("val")
     single = _check_ordered_blocks(valid, 64)
     n_real = math.ceil((len(valid) - 1) / 64)
     assert len(single) == n_real
@@ -158,7 +161,7 @@ def test_random_windows_targets_are_inputs_shifted(wikitext_dir):
     torch.testing.assert_close(batch["targets"][:, :-1], batch["input_ids"][:, 1:])
     # The evaluation loaders pass over whole blocks in order.
     val = next(iter(dm.val_dataloader()))
-    np.testing.assert_array_equal(val["targets"][0].numpy(), dm.encoded("valid").ids[1:33])
+    np.testing.assert_array_equal(val["targets"][0].numpy(), dm.encoded("val").ids[1:33])
 
 
 # --- Tiny Shakespeare ----------------------------------------------------------------------
@@ -168,9 +171,9 @@ def test_tiny_shakespeare_split_is_first_90_last_10(shakespeare_dir):
     dm = TinyShakespeareDataModule(data_dir=str(shakespeare_dir))
     lines = dm.lines()
     assert "".join(lines["train"]) == text[:cut]
-    assert "".join(lines["valid"]) == text[cut:]
-    assert lines["test"] == lines["valid"]
-    train, valid, test = dm.encoded("train"), dm.encoded("valid"), dm.encoded("test")
+    assert "".join(lines["val"]) == text[cut:]
+    assert lines["test"] == lines["val"]
+    train, valid, test = dm.encoded("train"), dm.encoded("val"), dm.encoded("test")
     assert len(train) == cut and int(train.chars.sum()) == cut  # one token per character
     assert dm.decode(train.ids.tolist()) == text[:cut]
     assert dm.decode(valid.ids.tolist()) == text[cut:]
@@ -185,7 +188,7 @@ def test_train_fraction_moves_the_cut(tmp_path):
     dm = TinyShakespeareDataModule(data_dir=str(tmp_path), train_fraction=0.75, block_size=8)
     lines = dm.lines()
     assert "".join(lines["train"]) == text[:240]
-    assert "".join(lines["valid"]) == text[240:]
+    assert "".join(lines["val"]) == text[240:]
     with pytest.raises(UserError, match="train_fraction"):
         TinyShakespeareDataModule(data_dir=str(tmp_path), train_fraction=1.0)
 
@@ -193,11 +196,15 @@ def test_train_fraction_moves_the_cut(tmp_path):
 def test_second_instantiation_loads_from_cache(shakespeare_dir, monkeypatch):
     first = TinyShakespeareDataModule(data_dir=str(shakespeare_dir), block_size=64)
     first.prepare_data()
-    # The shared corpus is read-only: derived files go under the private XDG cache.
-    cache = first.cache_dir
-    assert Path(os.environ["XDG_CACHE_HOME"]) in cache.parents
-    names = sorted(p.name.split("-")[0] for p in cache.iterdir())
-    assert names == ["test", "tokenizer", "train", "valid"]
+    # Derived files go under the XDG cache, keyed by corpus, whatever the data folder allows.
+    folder = first.cache.folder
+    assert folder.parent == Path(os.environ["XDG_CACHE_HOME"]) / "seqmodels" / "tinyshakespeare"
+    assert sorted(p.name for p in folder.iterdir()) == [
+        "test.npz",
+        "tokenizer.json",
+        "train.npz",
+        "val.npz",
+    ]
 
     # A second module must not read, tokenize or train anything: it only loads the cache.
     def fail(*args, **kwargs):
@@ -210,7 +217,7 @@ def test_second_instantiation_loads_from_cache(shakespeare_dir, monkeypatch):
     second.prepare_data()
     second.setup("fit")
     assert second.vocab_size == first.vocab_size
-    for split in ("train", "valid", "test"):
+    for split in SPLITS:
         a, b = first.encoded(split), second.encoded(split)
         np.testing.assert_array_equal(a.ids, b.ids)
         np.testing.assert_array_equal(a.words, b.words)
@@ -218,6 +225,82 @@ def test_second_instantiation_loads_from_cache(shakespeare_dir, monkeypatch):
     # Other settings are other cache entries, not a stale reuse of these.
     with pytest.raises(AssertionError, match="recomputed"):
         TinyShakespeareDataModule(data_dir=str(shakespeare_dir), tokenizer="bpe").prepare_data()
+
+
+@pytest.mark.parametrize("writable", [True, False])
+def test_derived_files_never_go_into_the_data_folder(tmp_path, writable):
+    data = tmp_path / "data"
+    data.mkdir()
+    (data / "input.txt").write_text("abcdefghi\n" * 20, encoding="utf-8")
+    if not writable:
+        data.chmod(stat.S_IRUSR | stat.S_IXUSR)
+    try:
+        dm = TinyShakespeareDataModule(data_dir=str(data), block_size=8)
+        dm.prepare_data()
+        assert sorted(p.name for p in data.iterdir()) == ["input.txt"]
+        assert dm.cache.folder.is_relative_to(tmp_path / "cache" / "seqmodels" / "tinyshakespeare")
+        # cache_dir moves the cache, under the corpus name as well.
+        moved = TinyShakespeareDataModule(
+            data_dir=str(data), block_size=8, cache_dir=str(tmp_path / "c")
+        )
+        assert moved.tokenizer_path.parent.parent == tmp_path / "c" / "tinyshakespeare"
+    finally:
+        data.chmod(stat.S_IRWXU)
+
+
+def test_cache_key_follows_the_inputs(tmp_path):
+    (tmp_path / "input.txt").write_text("abcdefghi\n" * 20, encoding="utf-8")
+    dm = TinyShakespeareDataModule(data_dir=str(tmp_path), block_size=8)
+    before = dm.cache.folder
+    (tmp_path / "input.txt").write_text("abcdefghij\n" * 20, encoding="utf-8")
+    assert dm.cache.folder != before  # another file, another key
+    assert TinyShakespeareDataModule(data_dir=str(tmp_path), tokenizer="bpe").cache.folder not in (
+        before,
+        dm.cache.folder,
+    )
+
+
+def test_processes_building_one_cache_at_once_both_get_it_whole(tmp_path):
+    """Each writer writes a temporary file and renames it: two building the same cache at
+    once (DDP ranks, two runs) leave complete files, and both read the same ids."""
+    import subprocess
+    import sys
+
+    (tmp_path / "input.txt").write_text(
+        "".join(f"line {i}\n" for i in range(500)), encoding="utf-8"
+    )
+    script = (
+        "from datamodules import TinyShakespeareDataModule as T;"
+        f"d = T(data_dir={str(tmp_path)!r}, block_size=8, tokenizer='bpe', bpe_vocab_size=300);"
+        "d.prepare_data(); print(d.encoded('train').ids.sum())"
+    )
+    root = Path(__file__).resolve().parents[1]
+    procs = [
+        subprocess.Popen(
+            [sys.executable, "-c", script], cwd=root, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(2)
+    ]
+    sums = {p.communicate(timeout=300)[0].strip() for p in procs}
+    assert all(p.returncode == 0 for p in procs) and len(sums) == 1
+    dm = TinyShakespeareDataModule(
+        data_dir=str(tmp_path), block_size=8, tokenizer="bpe", bpe_vocab_size=300
+    )
+    assert not list(dm.cache.folder.glob(".*.tmp"))  # no half-written file left behind
+    assert str(dm.encoded("train").ids.sum()) in sums
+
+
+def test_tokenizer_saves_and_loads_with_its_kind(tmp_path):
+    lines = TEXT.splitlines(keepends=True)
+    for kind in ("word", "bpe", "char"):
+        tok = train_tokenizer(kind, lines, bpe_vocab_size=300)
+        tok.save(tmp_path / f"{kind}.json")
+        again = Tokenizer.load(tmp_path / f"{kind}.json", kind)
+        assert again.kind == kind and again.vocab_size == tok.vocab_size
+        assert encode_lines(again, lines).ids.tolist() == encode_lines(tok, lines).ids.tolist()
+        assert again.unk_id == tok.token_to_id(UNK)
+    assert train_tokenizer("word", lines).eos_id == 0  # <eos> first, then <unk>
+    assert train_tokenizer("bpe", lines, bpe_vocab_size=300).end_of_text_id == 0
 
 
 # --- errors --------------------------------------------------------------------------------
@@ -275,9 +358,9 @@ def test_token_ids_fill_the_vocabulary_without_holes(kind):
     # below the vocabulary size the model's embedding table is built with.
     lines = ["the <unk> sat\n", "the cat <eos> down\n", "a b c\n"]
     tok = train_tokenizer(kind, lines, bpe_vocab_size=300)
-    ids = sorted(tok.get_vocab().values())
-    assert ids == list(range(tok.get_vocab_size()))
-    assert int(encode_lines(tok, kind, lines).ids.max()) < tok.get_vocab_size()
+    ids = sorted(tok.hf.get_vocab().values())
+    assert ids == list(range(tok.vocab_size))
+    assert int(encode_lines(tok, lines).ids.max()) < tok.vocab_size
 
 
 def test_wikitext_word_level(wikitext_dir):
@@ -285,7 +368,7 @@ def test_wikitext_word_level(wikitext_dir):
     tok = dm.tokenizer
     assert tok.token_to_id(EOS) is not None and tok.token_to_id(UNK) is not None
     text = (wikitext_dir / "valid.txt").read_text(encoding="utf-8")
-    valid = dm.encoded("valid")
+    valid = dm.encoded("val")
     # One token per word, <eos> per line: the word count is the token count.
     assert len(valid) == int(valid.words.sum()) == len(text.split()) + text.count("\n")
     assert int((valid.ids == tok.token_to_id(EOS)).sum()) == text.count("\n")
@@ -306,7 +389,7 @@ def test_wikitext_word_level(wikitext_dir):
 def test_wikitext_vocabulary_from_all_splits_keeps_unseen_words(wikitext_dir):
     # pytorch/examples' dictionary: on wikitext-2-mini about 5% of the test words never occur
     # in train; with vocab_from=all they keep their own ids instead of becoming <unk>.
-    text = {s: (wikitext_dir / f"{s}.txt").read_text(encoding="utf-8") for s in SPLITS}
+    text = {s: (wikitext_dir / f"{FILE_SPLITS[s]}.txt").read_text(encoding="utf-8") for s in SPLITS}
     words = set().union(*(t.split() for t in text.values()))
     assert not set(text["test"].split()) <= set(text["train"].split())
     train_only = WikiText2DataModule(data_dir=str(wikitext_dir))
@@ -317,6 +400,14 @@ def test_wikitext_vocabulary_from_all_splits_keeps_unseen_words(wikitext_dir):
     assert int((every.encoded("test").ids == unk).sum()) == text["test"].split().count(UNK)
 
 
-def test_unknown_vocab_from_is_a_user_error():
-    with pytest.raises(UserError, match="vocab_from='dev'"):
-        WikiText2DataModule(vocab_from="dev")
+def test_closed_choices_are_checked_by_the_cli_parser(tmp_path):
+    """A choice outside a Literal is the parser's error: one line naming the key, exit 2."""
+    proc = run_cli(
+        "fit",
+        "--config",
+        config("lstm_wikitext2.yaml"),
+        "--data.init_args.vocab_from=dev",
+        check=False,
+    )
+    assert proc.returncode == 2
+    assert "vocab_from" in proc.stderr and "Traceback" not in proc.stderr

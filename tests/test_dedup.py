@@ -17,7 +17,7 @@ from core.errors import DataError, UserError
 from datamodules import dedup
 from datamodules.dedup import blank_line_blocks, drop_near_duplicates
 from datamodules.tinyshakespeare import TinyShakespeareDataModule
-from datamodules.wikitext2 import WikiText2DataModule
+from datamodules.wikitext2 import FILE_SPLITS, WikiText2DataModule
 from tests.conftest import ROOT, TINY_GPT, config, run_cli
 
 VOCAB = [f"{a}{b}{c}" for a in "bcdfgklmnp" for b in "aeiou" for c in "rstvxz"]  # 300 words
@@ -156,13 +156,13 @@ def test_shakespeare_drops_planted_speeches_before_the_split(tmp_path):
 
     plain = TinyShakespeareDataModule(**kwargs)
     assert plain.dedup_report is None
-    assert "".join(plain.lines()["train"] + plain.lines()["valid"]) == text  # off: as before
+    assert "".join(plain.lines()["train"] + plain.lines()["val"]) == text  # off: as before
 
     data = TinyShakespeareDataModule(**kwargs, dedup=True)
     lines = data.lines()
-    kept = "".join(lines["train"] + lines["valid"])
+    kept = "".join(lines["train"] + lines["val"])
     assert kept == text[: -len(near + exact)]  # both planted speeches dropped, nothing else
-    assert lines["test"] is lines["valid"]  # test still reuses the validation text
+    assert lines["test"] is lines["val"]  # test still reuses the validation text
     assert len("".join(lines["train"])) == int(len(kept) * 0.5)  # the cut is made after
     report = data.dedup_report
     assert (report["documents"], report["dropped"]) == (30, 2)
@@ -178,15 +178,12 @@ def test_cache_key_follows_the_settings_and_the_report_is_cached(tmp_path, caplo
     looser = TinyShakespeareDataModule(**kwargs, dedup=True, dedup_threshold=0.5)
     chars = TinyShakespeareDataModule(**kwargs, dedup=True, dedup_shingle="char")
     # Off, the key is what it was before the option existed (dedup settings unread).
-    assert (
-        off._settings_key()
-        == TinyShakespeareDataModule(**kwargs, dedup_threshold=0.5)._settings_key()
-    )
-    keys = {m._settings_key() for m in (off, on, looser, chars)}
+    assert off.cache.folder == TinyShakespeareDataModule(**kwargs, dedup_threshold=0.5).cache.folder
+    keys = {m.cache.folder for m in (off, on, looser, chars)}
     assert len(keys) == 4
 
     on.prepare_data()  # dedups, trains the tokenizer, caches the token ids and the report
-    assert len(on.encoded("valid")) < len(off.encoded("valid"))  # the planted text is gone
+    assert len(on.encoded("val")) < len(off.encoded("val"))  # the planted text is gone
     again = TinyShakespeareDataModule(**kwargs, dedup=True)
     caplog.clear()
     with caplog.at_level("INFO"):
@@ -197,7 +194,8 @@ def test_cache_key_follows_the_settings_and_the_report_is_cached(tmp_path, caplo
 
 def write_wikitext(folder: Path) -> dict[str, list[str]]:
     """A WikiText-format folder whose train split repeats a test article (a word changed)
-    and one of its own articles, and whose valid split repeats a test article exactly."""
+    and one of its own articles, and whose val split (file valid.txt) repeats a test article
+    exactly."""
     rng = random.Random(4)
 
     def article(title: str, words: list[str]) -> str:
@@ -206,7 +204,7 @@ def write_wikitext(folder: Path) -> dict[str, list[str]]:
     body = {name: random_words(rng, 120) for name in "ABCDEFGH"}
     splits = {
         "test": [article("A", body["A"]), article("B", body["B"])],
-        "valid": [article("C", body["C"]), article("B", body["B"])],
+        "val": [article("C", body["C"]), article("B", body["B"])],
         "train": [
             article("D", body["D"]),
             article("A", changed(body["A"], [60])),
@@ -217,7 +215,7 @@ def write_wikitext(folder: Path) -> dict[str, list[str]]:
     }
     folder.mkdir(parents=True, exist_ok=True)
     for split, articles in splits.items():
-        (folder / f"{split}.txt").write_text("".join(articles))
+        (folder / f"{FILE_SPLITS[split]}.txt").write_text("".join(articles))
     return splits
 
 
@@ -226,17 +224,17 @@ def test_wikitext_drops_from_the_later_split_and_never_from_test(tmp_path):
     data = WikiText2DataModule(data_dir=str(tmp_path / "wiki"), dedup=True, block_size=8)
     lines = data.lines()
     assert "".join(lines["test"]) == "".join(splits["test"])
-    assert "".join(lines["valid"]) == splits["valid"][0]  # B is test's
+    assert "".join(lines["val"]) == splits["val"][0]  # B is test's
     train = splits["train"]
     assert "".join(lines["train"]) == train[0] + train[2] + train[4]  # not test's A, not D twice
     report = data.dedup_report
     assert report["by_split"] == {
         "test": {"documents": 2, "dropped": 0},
-        "valid": {"documents": 2, "dropped": 1},
+        "val": {"documents": 2, "dropped": 1},
         "train": {"documents": 5, "dropped": 2},
     }
     assert [(e["from"], e["in"]) for e in report["examples"]] == [
-        ("valid", "test"),
+        ("val", "test"),
         ("train", "test"),
         ("train", "train"),
     ]
@@ -256,17 +254,28 @@ def test_wikitext_documents_are_articles(wikitext_dir):
 
 def test_a_split_emptied_by_dedup_is_a_clear_error(tmp_path):
     splits = write_wikitext(tmp_path / "wiki")
-    (tmp_path / "wiki" / "valid.txt").write_text("".join(splits["test"]))  # valid repeats test
+    (tmp_path / "wiki" / "valid.txt").write_text("".join(splits["test"]))  # val repeats test
     data = WikiText2DataModule(data_dir=str(tmp_path / "wiki"), dedup=True)
-    with pytest.raises(DataError, match="valid split is empty.*near-duplicate.*dedup: false"):
+    with pytest.raises(DataError, match="val split is empty.*near-duplicate.*dedup: false"):
         data.lines()
 
 
 def test_bad_dedup_settings_are_user_errors(tmp_path):
     write_shakespeare(tmp_path / "s")
-    for bad in ({"dedup_threshold": 0.0}, {"dedup_num_perm": 1}, {"dedup_shingle": "line"}):
+    for bad in ({"dedup_threshold": 0.0}, {"dedup_num_perm": 1}):
         with pytest.raises(UserError, match="data.dedup_"):
             TinyShakespeareDataModule(data_dir=str(tmp_path / "s"), dedup=True, **bad)
+    # A closed choice is the CLI parser's to check: one line naming the key, exit 2.
+    proc = run_cli(
+        "fit",
+        "--config",
+        config("gpt_shakespeare_char_cpu.yaml"),
+        f"--data.init_args.data_dir={tmp_path / 's'}",
+        "--data.init_args.dedup_shingle=line",
+        check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "dedup_shingle" in proc.stderr and "'word', 'char'" in proc.stderr
 
 
 def test_cli_fit_with_dedup_logs_the_dropped_count(tmp_path):

@@ -41,8 +41,13 @@ def test_wikitext2_is_fetched_from_the_hub_into_the_data_folder(tmp_path, online
     assert calls == [("Salesforce/wikitext", "wikitext-2-v1")]
     assert (tmp_path / "wt2" / "wiki.train.tokens").read_text() == "".join(WIKI_ROWS["train"])
     assert (tmp_path / "wt2" / "wiki.valid.tokens").read_text() == "".join(WIKI_ROWS["validation"])
-    # the tokenizer and token ids are cached beside the downloaded data (a writable folder)
-    assert list((tmp_path / "wt2" / ".cache").glob("tokenizer-word-*.json"))
+    # the tokenizer and token ids go to the cache, never beside the data (even when writable)
+    assert sorted(p.name for p in (tmp_path / "wt2").iterdir()) == [
+        "wiki.test.tokens",
+        "wiki.train.tokens",
+        "wiki.valid.tokens",
+    ]
+    assert dm.tokenizer_path.is_relative_to(tmp_path / "cache" / "seqmodels" / "wikitext-2")
 
 
 def test_wikitext2_raw_variant_uses_the_raw_config(tmp_path, online, monkeypatch):

@@ -67,15 +67,15 @@ def test_split_is_disjoint_covers_every_line_and_is_reproducible(names_file):
     splits = dm.splits()
     assert len(names) == 32033
     sets = {k: set(v) for k, v in splits.items()}
-    assert not (sets["train"] & sets["valid"] or sets["train"] & sets["test"])
-    assert not sets["valid"] & sets["test"]
+    assert not (sets["train"] & sets["val"] or sets["train"] & sets["test"])
+    assert not sets["val"] & sets["test"]
     assert sum(map(Counter, splits.values()), Counter()) == Counter(names)  # every line once
     distinct = len(set(names))
-    for split, fraction in (("train", 0.8), ("valid", 0.1), ("test", 0.1)):
+    for split, fraction in (("train", 0.8), ("val", 0.1), ("test", 0.1)):
         assert len(sets[split]) == pytest.approx(fraction * distinct, abs=1)
     assert names_dm(names_file).splits() == splits  # the same seed, the same split
     other = split_names(names, seed=7)
-    assert other["valid"] != splits["valid"] and set(other["train"]) != sets["train"]
+    assert other["val"] != splits["val"] and set(other["train"]) != sets["train"]
 
 
 def test_batches_fit_the_language_model_and_count_names(names_file):
@@ -83,7 +83,7 @@ def test_batches_fit_the_language_model_and_count_names(names_file):
     dm.setup("fit")
     batch = next(iter(dm.train_dataloader()))
     assert batch["input_ids"].shape == (16, 4) and batch["targets"].shape == (16, 1)
-    valid = dm.splits()["valid"]
+    valid = dm.splits()["val"]
     words = chars = 0
     for batch in dm.val_dataloader():
         words += int(batch["target_words"].sum())

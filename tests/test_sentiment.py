@@ -121,15 +121,15 @@ def test_rt_polarity_split_is_seeded_disjoint_and_80_10_10():
     again = RTPolarityDataModule(split_seed=42).splits
     other = RTPolarityDataModule(split_seed=7).splits
     sizes = {k: len(v) for k, v in splits.items()}
-    assert sizes == {"train": 8529, "valid": 1066, "test": 1067}  # of 10,662 sentences
-    assert [ex.text for ex in splits["valid"]] == [ex.text for ex in again["valid"]]
-    assert [ex.text for ex in splits["valid"]] != [ex.text for ex in other["valid"]]
+    assert sizes == {"train": 8529, "val": 1066, "test": 1067}  # of 10,662 sentences
+    assert [ex.text for ex in splits["val"]] == [ex.text for ex in again["val"]]
+    assert [ex.text for ex in splits["val"]] != [ex.text for ex in other["val"]]
     # Disjoint by position: split_examples cuts one shuffled list of indices.
     examples = [ex for split in splits.values() for ex in split]
     assert len(examples) == 10662
     ids = {split: {id(ex) for ex in exs} for split, exs in splits.items()}
-    assert not ids["train"] & ids["valid"] and not ids["train"] & ids["test"]
-    assert not ids["valid"] & ids["test"]
+    assert not ids["train"] & ids["val"] and not ids["train"] & ids["test"]
+    assert not ids["val"] & ids["test"]
     labels = [ex.label for ex in splits["train"]]
     assert 0.45 < sum(labels) / len(labels) < 0.55  # both classes in train
 
@@ -153,7 +153,7 @@ def test_vocabulary_has_no_word_seen_only_in_dev(tmp_path):
     data = SST2DataModule(data_dir=str(folder))
     assert set(data.vocab) == {"<pad>", "<unk>", "a", "good", "bad", "film"}
     data.setup("fit")
-    batch = pad_batch([data.datasets["valid"][0]])
+    batch = pad_batch([data.datasets["val"][0]])
     assert batch["input_ids"].tolist() == [[data.vocab["a"], 1, data.vocab["film"]]]  # 1: <unk>
     # And on the real corpus: every vocabulary word occurs in train.
     need_corpus("rt-polarity")

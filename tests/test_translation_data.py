@@ -15,6 +15,7 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
 from core.errors import DataError, UserError
 from datamodules import Multi30kDataModule, TatoebaZhEnDataModule
+from datamodules.bucketing import BucketBatchSampler, EpochRandomSampler
 from datamodules.tatoeba import read_tatoeba, split_by_english
 from datamodules.tokenizers import (
     decode_translation,
@@ -22,7 +23,7 @@ from datamodules.tokenizers import (
     train_translation_tokenizer,
     translation_tokens,
 )
-from datamodules.translation import BucketBatchSampler, EpochRandomSampler, collate_pairs
+from datamodules.translation import collate_pairs
 from tests.conftest import need_corpus
 
 SENTENCES = [
@@ -83,10 +84,11 @@ def test_tokenizer_special_ids_are_fixed(kind):
 def test_decode_of_encode_gives_the_text_back(kind):
     tok = train_translation_tokenizer(kind, SENTENCES * 2, vocab_size=300, min_freq=2)
     for sentence in SENTENCES:
-        ids = tok.encode(sentence, add_special_tokens=False).ids
+        ids = tok.encode(sentence)
         assert 3 not in ids  # no <unk>: every token was seen twice
         # <bos> and <pad> are dropped, decoding stops at <eos>
-        assert decode_translation(tok, kind, [1, *ids, 2, 7, 0]) == normalised(sentence)
+        assert decode_translation(tok, [1, *ids, 2, 7, 0]) == normalised(sentence)
+    assert tok.kind == kind and (tok.eos_id, tok.unk_id) == (2, 3)
 
 
 def test_word_tokens_split_punctuation_and_chinese_characters():
@@ -112,7 +114,7 @@ def test_word_tokens_split_punctuation_and_chinese_characters():
 
 def test_min_freq_turns_rare_words_into_unk():
     tok = train_translation_tokenizer("word", ["a b b", "a c"], min_freq=2)
-    assert tok.encode("a b c", add_special_tokens=False).ids == [
+    assert tok.encode("a b c") == [
         tok.token_to_id("a"),
         tok.token_to_id("b"),
         3,
@@ -125,7 +127,7 @@ def test_batches_follow_the_contract(tmp_path, kind):
     dm = Multi30kDataModule(
         data_dir=str(tiny_multi30k(tmp_path / "m")), tokenizer=kind, bpe_vocab_size=60, batch_size=5
     )
-    assert dm.vocab_size == dm.tokenizer.get_vocab_size() and dm.block_size == 102
+    assert dm.vocab_size == dm.tokenizer.vocab_size and dm.block_size == 102
     dm.prepare_data()
     dm.setup("fit")
     for loader in (dm.train_dataloader(), dm.val_dataloader(), dm.test_dataloader()):
@@ -242,6 +244,38 @@ def test_training_order_is_seeded_and_changes_every_epoch(tmp_path):
     assert keys == sorted(keys)
 
 
+@pytest.mark.parametrize("shape", [(203,), (203, 2)])  # sentences, or pairs
+@pytest.mark.parametrize("num_replicas", [1, 2, 3])
+def test_ddp_shares_of_bucketed_batches_are_disjoint_covering_and_equal(shape, num_replicas):
+    """The bucketing sampler of every datamodule, with the ranks given explicitly: in each
+    epoch the ranks' batches are disjoint (but for the few indices repeated so that the
+    shares are equal), together cover every example, come in equal numbers, and change
+    with set_epoch."""
+    lengths = np.random.default_rng(0).integers(1, 30, size=shape)
+    n = shape[0]
+
+    def epoch(e: int) -> list[list[list[int]]]:
+        shares = []
+        for rank in range(num_replicas):
+            order = EpochRandomSampler(range(n), seed=3, rank=rank, num_replicas=num_replicas)
+            order.set_epoch(e)
+            sampler = BucketBatchSampler(order, 8, lengths=lengths, shuffle=True, seed=3)
+            shares.append(list(sampler))
+            assert len(shares[-1]) == len(sampler)
+        return shares
+
+    first = epoch(0)
+    assert len({len(batches) for batches in first}) == 1  # equal numbers of batches
+    seen = [i for batches in first for batch in batches for i in batch]
+    assert set(seen) == set(range(n))  # covering
+    assert len(seen) - n < num_replicas  # disjoint but for the padding of the last round
+    for rank, batches in enumerate(first):
+        others = {i for r, b in enumerate(first) if r != rank for batch in b for i in batch}
+        mine = {i for batch in batches for i in batch}
+        assert len(mine & others) < num_replicas
+    assert epoch(0) == first and epoch(1) != first
+
+
 def test_each_ddp_rank_gets_a_disjoint_shard(tmp_path):
     """Under DDP each rank buckets its own shard, whether the datamodule shards (Lightning's
     use_distributed_sampler=False) or Lightning swaps in its DistributedSampler (the default)."""
@@ -307,10 +341,24 @@ def test_multi30k_direction_switch_shares_the_tokenizer(multi30k):
         Multi30kDataModule(source_lang="en", target_lang="en")
 
 
-def test_tokenizer_is_cached_outside_a_read_only_data_folder(tmp_path):
+def test_tokenizer_is_cached_under_the_xdg_cache(tmp_path):
     data = need_corpus("multi30k")
     dm = Multi30kDataModule(data_dir=str(data), batch_size=8)
-    assert dm.cache_dir.is_relative_to(tmp_path / "cache" / "seqmodels")  # XDG_CACHE_HOME
+    assert dm.tokenizer_path.parent.parent == tmp_path / "cache" / "seqmodels" / "multi30k"
+
+
+def test_unknown_tokenizer_is_an_error_of_the_cli_parser(tmp_path):
+    from tests.conftest import config, run_cli
+
+    proc = run_cli(
+        "fit",
+        "--config",
+        config("transformer_multi30k.yaml"),
+        "--data.init_args.tokenizer=char",
+        check=False,
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr
+    assert "tokenizer" in proc.stderr and "'word', 'bpe'" in proc.stderr
 
 
 # --- Tatoeba ------------------------------------------------------------------------------
@@ -484,7 +532,10 @@ def test_multi30k_is_fetched_from_the_hub_in_the_local_layout(tmp_path, online, 
     dm.setup()
     assert dm.train_set.target_texts[0] == "a dog runs."
     assert len(dm.train_set) == 12
-    assert list((tmp_path / "m" / ".cache").glob("tokenizer-word-*.json"))  # beside the data
+    assert sorted(p.name for p in (tmp_path / "m").iterdir()) == sorted(  # only the corpus
+        f"{stem}.{lang}" for stem in ("train", "val", "test_2016_flickr") for lang in ("de", "en")
+    )
+    assert dm.tokenizer_path.is_relative_to(tmp_path / "cache" / "seqmodels" / "multi30k")
 
 
 def test_tatoeba_is_fetched_from_manythings(tmp_path, online, monkeypatch):

@@ -73,7 +73,7 @@ def test_split_is_seeded_disjoint_and_complete():
     a, b, other = split_rows(1000, 7), split_rows(1000, 7), split_rows(1000, 8)
     assert all(np.array_equal(a[s], b[s]) for s in a)
     assert not np.array_equal(a["test"], other["test"])
-    assert [len(a[s]) for s in ("train", "valid", "test")] == [800, 100, 100]
+    assert [len(a[s]) for s in ("train", "val", "test")] == [800, 100, 100]
     together = np.concatenate(list(a.values()))
     assert sorted(together.tolist()) == list(range(1000))  # disjoint and complete
 
@@ -81,7 +81,7 @@ def test_split_is_seeded_disjoint_and_complete():
 def test_datamodule_splits_the_file_rows(tmp_path):
     tiny_adult(tmp_path, n=50)
     splits = AdultDataModule(data_dir=str(tmp_path)).splits
-    lines = [set(splits[s].line.tolist()) for s in ("train", "valid", "test")]
+    lines = [set(splits[s].line.tolist()) for s in ("train", "val", "test")]
     assert [len(x) for x in lines] == [40, 5, 5]
     assert set().union(*lines) == set(range(1, 51)) and sum(map(len, lines)) == 50
 

@@ -1,0 +1,40 @@
+"""Reading a corpus file as text, the one way every datamodule does it: UTF-8 (gzipped when
+the name ends in `.gz`), and a file that is not is a DataError naming the file and the line."""
+
+from __future__ import annotations
+
+import gzip
+from pathlib import Path
+
+from core.errors import DataError
+
+
+def read_text(path: Path) -> str:
+    """The whole file as text, exactly as stored (no newline translation)."""
+    data = path.read_bytes()
+    if path.suffix == ".gz":
+        try:
+            data = gzip.decompress(data)
+        except (OSError, EOFError) as err:
+            raise DataError(
+                f"{path}: not a readable gzip file ({err}); replace it with a clean copy."
+            ) from None
+    try:
+        return data.decode("utf-8")
+    except UnicodeDecodeError as err:
+        line = data.count(b"\n", 0, err.start) + 1
+        around = data[max(0, err.start - 10) : err.start + 10]
+        raise DataError(
+            f"{path}: line {line} is not valid UTF-8 ({err.reason} at byte {err.start}: "
+            f"{around!r}); the file is corrupt or in another encoding. Re-encode it as UTF-8 "
+            f"(e.g. `iconv -f latin1 -t utf-8`) or replace it with a clean copy of the corpus."
+        ) from None
+
+
+def read_lines(path: Path) -> list[str]:
+    """The file's lines without their line ends. Split on newlines only (not on the Unicode
+    line separators `str.splitlines` also cuts at), so line i is the file's i-th line."""
+    lines = read_text(path).split("\n")
+    if lines and lines[-1] == "":
+        lines.pop()  # the file's final newline ends the last line, it starts no new one
+    return [line.removesuffix("\r") for line in lines]
