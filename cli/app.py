@@ -91,8 +91,9 @@ class SuiteCLI(LightningCLI):
     def add_default_arguments_to_parser(self, parser) -> None:
         super().add_default_arguments_to_parser(parser)
         # Every run keeps its best checkpoint and last.ckpt and stops early: settings under
-        # `checkpoint:` and `early_stopping:` (configs/defaults.yaml), not repeated per config.
+        # `checkpoint:`, `last_checkpoint:` and `early_stopping:` (configs/defaults.yaml).
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
+        parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
 
     def add_arguments_to_parser(self, parser) -> None:

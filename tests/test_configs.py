@@ -25,7 +25,7 @@ def test_config_parses_merged_with_the_defaults(name, capsys):
     merged = yaml.safe_load(capsys.readouterr().out)
     assert merged["seed_everything"] == 1337
     assert merged["trainer"]["logger"]["class_path"].endswith("WandbLogger")
-    assert merged["checkpoint"]["save_last"] is True
+    assert merged["last_checkpoint"]["filename"] == "last"
     assert merged["early_stopping"]["monitor"] == merged["checkpoint"]["monitor"]
 
 
