@@ -2,12 +2,15 @@
 
 from __future__ import annotations
 
+import atexit
 import io
 import logging
 import os
 import random
+import shutil
 import subprocess
 import sys
+import tempfile
 import traceback
 import warnings
 from collections.abc import Iterator
@@ -23,6 +26,14 @@ import torch
 # up to 100x in OpenMP waits. The CLI runs in subprocesses inherit the same setting.
 os.environ.setdefault("OMP_NUM_THREADS", "1")
 torch.set_num_threads(1)
+
+# Nothing a test runs writes under $HOME (W&B's logs and staging, matplotlib's font cache, the
+# corpora's token caches): whether $HOME is writable must not matter. Set before any test
+# module imports matplotlib; each test then gets its own XDG_CACHE_HOME (_isolated_env).
+_PRIVATE_HOME = Path(tempfile.mkdtemp(prefix="seqmodels-tests-"))
+atexit.register(shutil.rmtree, _PRIVATE_HOME, ignore_errors=True)
+for _var in ("XDG_CACHE_HOME", "XDG_CONFIG_HOME", "XDG_DATA_HOME", "MPLCONFIGDIR"):
+    os.environ[_var] = str(_PRIVATE_HOME / _var.lower())  # MPLCONFIGDIR: one font cache
 
 ROOT = Path(__file__).resolve().parents[1]
 SHARED_DATA = Path(os.environ.get("DATA_DIR", ROOT.parent / "shared" / "data")).resolve()

@@ -308,9 +308,17 @@ def test_multi30k_direction_switch_shares_the_tokenizer(multi30k):
 
 
 def test_tokenizer_is_cached_outside_a_read_only_data_folder(tmp_path):
-    data = need_corpus("multi30k")
-    dm = Multi30kDataModule(data_dir=str(data), batch_size=8)
-    assert dm.cache_dir.is_relative_to(tmp_path / "cache" / "seqmodels")  # XDG_CACHE_HOME
+    # A folder made read-only here: whether the shared copy is writable must not matter.
+    data = tmp_path / "multi30k"
+    data.mkdir()
+    for file in need_corpus("multi30k").iterdir():
+        (data / file.name).symlink_to(file)
+    data.chmod(0o555)
+    try:
+        dm = Multi30kDataModule(data_dir=str(data), batch_size=8)
+        assert dm.cache_dir.is_relative_to(tmp_path / "cache" / "seqmodels")  # XDG_CACHE_HOME
+    finally:
+        data.chmod(0o755)
 
 
 # --- Tatoeba ------------------------------------------------------------------------------
