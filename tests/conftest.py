@@ -101,8 +101,7 @@ def run_cli(
     what the interpreter would return (SystemExit's code, 1 and a traceback for an uncaught
     exception). Needs a real process (the interpreter's own start-up or exit, DDP, kill and
     resume)? Use `run_cli_subprocess`."""
-    from cli.app import main  # imported here: conftest stays light, and Lightning's loggers
-    # are set up as the tests import it (run_cli sets them for each call anyway)
+    from cli.app import main  # here: conftest itself stays free of Lightning's imports
 
     out, err = io.StringIO(), io.StringIO()
     with _as_a_fresh_process(args, cwd, env, err), redirect_stdout(out), redirect_stderr(err):
