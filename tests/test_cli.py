@@ -12,7 +12,14 @@ import torch
 import yaml
 
 from cli.trainer import Trainer, resolve_precision
-from tests.conftest import SHARED_DATA, TINY_GPT, config, need_corpus, run_cli
+from tests.conftest import (
+    SHARED_DATA,
+    TINY_GPT,
+    config,
+    need_corpus,
+    run_cli,
+    run_cli_subprocess,
+)
 
 SHAKESPEARE = config("gpt_shakespeare_char.yaml")
 WIKITEXT = config("gpt_wikitext2.yaml")
@@ -68,6 +75,12 @@ def shakespeare_run(tmp_path_factory) -> Path:
     return the_run(folder)
 
 
+def same_cache(run: Path) -> dict[str, str]:
+    """The fit's token cache for a later command on its checkpoint: the corpus is encoded
+    once for the module, not once per test."""
+    return {"XDG_CACHE_HOME": str(run.parents[1] / "cache")}
+
+
 # --- fit, test, validate, predict, --print_config ------------------------------------------
 
 
@@ -87,7 +100,8 @@ def test_fit_saves_best_and_last_checkpoints_beside_the_resolved_config(shakespe
 
 def test_test_reports_finite_loss_and_perplexity_of_the_checkpoint(shakespeare_run):
     last = shakespeare_run / "checkpoints" / "last.ckpt"
-    run_cli("test", "--config", SHAKESPEARE, *TINY_GPT, *CSV_LOGGER, f"--ckpt_path={last}")
+    args = ["test", "--config", SHAKESPEARE, *TINY_GPT, *CSV_LOGGER, f"--ckpt_path={last}"]
+    run_cli(*args, env=same_cache(shakespeare_run))
     metrics = logged_metrics(Path("csv"))
     assert_lm_metrics(metrics, "test")
     # Tiny Shakespeare tests on its validation text: the same 4 batches that fit validated
@@ -98,7 +112,8 @@ def test_test_reports_finite_loss_and_perplexity_of_the_checkpoint(shakespeare_r
 def test_validate_with_the_saved_config_reproduces_the_val_loss(shakespeare_run):
     last = shakespeare_run / "checkpoints" / "last.ckpt"
     saved = shakespeare_run / "config.yaml"
-    run_cli("validate", "--config", str(saved), *CSV_LOGGER, f"--ckpt_path={last}")
+    args = ["validate", "--config", str(saved), *CSV_LOGGER, f"--ckpt_path={last}"]
+    run_cli(*args, env=same_cache(shakespeare_run))
     metrics = logged_metrics(Path("csv"))
     assert_lm_metrics(metrics, "val")
     assert metrics["val/loss"] == pytest.approx(checkpoint_val_loss(last), rel=1e-5)
@@ -114,6 +129,7 @@ def test_predict_runs(shakespeare_run):
         "--trainer.logger=false",
         "--trainer.limit_predict_batches=2",
         f"--ckpt_path={last}",
+        env=same_cache(shakespeare_run),
         check=False,
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
@@ -177,7 +193,10 @@ def assert_one_clear_error(proc, *fragments: str) -> str:
 
 
 def test_unknown_config_key():
-    proc = run_cli("fit", "--config", SHAKESPEARE, "--model.init_args.n_layerz=2", check=False)
+    # `python main.py` itself, once: what the real interpreter prints and the status it exits with.
+    args = ["fit", "--config", SHAKESPEARE, "--model.init_args.n_layerz=2"]
+    proc = run_cli_subprocess(*args, check=False)
+    assert proc.returncode == 2
     assert_one_clear_error(proc, "n_layerz")
     assert len(proc.stderr.splitlines()) < 20  # the message, not the whole usage
 

@@ -9,7 +9,7 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY_GPT, config, run_cli
+from tests.conftest import TINY_GPT, config, run_cli, run_cli_subprocess
 from tests.test_cli import checkpoint_val_loss, logged_metrics
 
 pytestmark = pytest.mark.slow
@@ -34,9 +34,9 @@ def small_corpus(folder: Path, shakespeare_dir: Path) -> Path:
     return folder
 
 
-def validate(args: list[str], save_dir: str, *extra: str) -> dict[str, float]:
+def validate(args: list[str], save_dir: str, *extra: str, run=run_cli) -> dict[str, float]:
     logger = ["--trainer.logger=CSVLogger", f"--trainer.logger.save_dir={save_dir}"]
-    run_cli("validate", *args, *logger, *extra)
+    run("validate", *args, *logger, *extra)
     return logged_metrics(Path(save_dir))
 
 
@@ -49,7 +49,10 @@ def test_ddp_fit_and_validate_equal_one_process(tmp_path, shakespeare_dir):
         f"--data.init_args.eval_batch_size={EVAL_BATCH}",
         "--trainer.limit_val_batches=1.0",  # the whole validation text, every block once
     ]
-    run_cli("fit", *args, *DDP, "--trainer.max_steps=4", "--trainer.val_check_interval=4")
+    # DDP starts its workers by running the command line again: a real process.
+    run_cli_subprocess(
+        "fit", *args, *DDP, "--trainer.max_steps=4", "--trainer.val_check_interval=4"
+    )
     (run,) = Path("seqmodels").iterdir()
     last = run / "checkpoints" / "last.ckpt"
     assert torch.load(last, weights_only=False)["global_step"] == 4
@@ -57,7 +60,7 @@ def test_ddp_fit_and_validate_equal_one_process(tmp_path, shakespeare_dir):
 
     ckpt = f"--ckpt_path={last}"
     one = validate(args, "one", "--trainer.accelerator=cpu", "--trainer.devices=1", ckpt)
-    two = validate(args, "two", *DDP, ckpt)
+    two = validate(args, "two", *DDP, ckpt, run=run_cli_subprocess)
     for name in ("val/loss", "val/ppl", "val/bpc", "val/word_ppl"):
         assert two[name] == pytest.approx(one[name], rel=1e-6), name
     # fit validated under DDP too, before it saved the checkpoint

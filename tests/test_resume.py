@@ -10,7 +10,7 @@ import pytest
 import torch
 
 from lit_models.optim import warmup_cosine_factor
-from tests.conftest import TINY_GPT, config, run_cli
+from tests.conftest import TINY_GPT, config, run_cli, run_cli_subprocess
 
 N = 10  # steps before the interruption; the run was planned for 2N
 PEAK_LR, WARMUP, DECAY, MIN_RATIO = 1e-3, 4, 30, 0.1  # the cosine is still falling at step 2N
@@ -33,7 +33,8 @@ def test_fit_resumes_steps_optimizer_and_lr_schedule(shakespeare_dir):
     runs = Path("runs", "gpt_shakespeare_char")
     run_cli(*args, f"--trainer.max_steps={N}")
     first = runs / "version_0" / "checkpoints" / "last.ckpt"
-    run_cli(*args, f"--trainer.max_steps={2 * N}", f"--ckpt_path={first}")
+    # The resume in a process of its own: all it knows of the first run is the checkpoint.
+    run_cli_subprocess(*args, f"--trainer.max_steps={2 * N}", f"--ckpt_path={first}")
     resumed = runs / "version_1" / "checkpoints" / "last.ckpt"
 
     before = torch.load(first, map_location="cpu", weights_only=False)
