@@ -19,11 +19,12 @@ from __future__ import annotations
 import zlib
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Literal, Protocol, get_args
 
 import torch
 
-STRATEGIES = ("greedy", "sample", "beam")
+Strategy = Literal["greedy", "sample", "beam"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 class TextCodec(Protocol):
@@ -37,7 +38,7 @@ class TextCodec(Protocol):
 
 
 def check_options(
-    strategy: str = "greedy",
+    strategy: Strategy = "greedy",
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,
