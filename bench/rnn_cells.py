@@ -33,7 +33,7 @@ from lit_models import RNNLanguageModel
 from lit_models.modules.recurrent import CELLS, IMPLS
 
 RESULTS = Path(__file__).parent / "results" / "rnn_cells.json"
-SIZES = dict(n_layers=2, emb_size=200, hidden_size=200, dropout=0.2, tie_weights=True)
+SIZES = dict(n_layer=2, n_embd=200, n_hidden=200, dropout=0.2, tie_weights=True)
 BATCH, BPTT = 20, 35
 
 
@@ -83,7 +83,7 @@ def main() -> None:
 
     tokens = BATCH * BPTT
     generator = torch.Generator().manual_seed(0)
-    x = torch.randn(BATCH, BPTT, SIZES["emb_size"], generator=generator)
+    x = torch.randn(BATCH, BPTT, SIZES["n_embd"], generator=generator)
     ids = torch.randint(0, args.vocab_size, (BATCH, BPTT + 1), generator=generator)
     rows = []
     for cell in args.cells:

@@ -85,7 +85,7 @@ def train_suite(data_dir: str, batch_size: int):
     model = Word2Vec(
         data.vocab_size,
         data.word_counts,
-        embedding_dim=SETTINGS["dim"],
+        n_embd=SETTINGS["dim"],
         negative=SETTINGS["negative"],
         learning_rate=SETTINGS["alpha"],
         min_lr_ratio=1e-4,

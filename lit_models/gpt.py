@@ -18,6 +18,7 @@ from torch import nn
 from core.errors import UserError
 from lit_models.language_model import LanguageModel
 from lit_models.modules import TransformerBlock, make_positional
+from lit_models.modules.positional import Positional
 from lit_models.optim import adamw_warmup_cosine
 
 
@@ -31,7 +32,7 @@ class GPT(LanguageModel):
         n_embd: int = 384,
         dropout: float = 0.2,
         bias: bool = False,
-        positional: str = "learned",
+        positional: Positional = "learned",
         tie_weights: bool = True,
         learning_rate: float = 1e-3,
         min_learning_rate: float = 1e-4,

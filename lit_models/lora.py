@@ -26,6 +26,7 @@ import copy
 import hashlib
 import inspect
 from pathlib import Path
+from typing import Literal
 
 import torch
 from torch import nn
@@ -35,8 +36,8 @@ from lit_models.gpt import GPT, DecodingWindow
 from lit_models.language_model import LanguageModel
 from lit_models.optim import adamw_warmup_cosine
 
-TARGETS = ("in_proj", "out_proj", "fc", "proj")
-QUANTIZE = ("none", "4bit")
+Target = Literal["in_proj", "out_proj", "fc", "proj"]  # the GPT's projections, by name
+Quantize = Literal["none", "4bit"]
 ADAPTER_MARK = "lora_"  # in the name of every adapter tensor (peft's lora_A, lora_B)
 GPT_CLASS_PATHS = ("lit_models.GPT", "lit_models.gpt.GPT")
 
@@ -48,8 +49,8 @@ class LoRAGPT(LanguageModel):
         rank: int = 8,
         alpha: float = 16.0,
         dropout: float = 0.05,
-        target_modules: list[str] | None = None,
-        quantize: str = "none",
+        target_modules: list[Target] | None = None,
+        quantize: Quantize = "none",
         learning_rate: float = 1e-3,
         min_learning_rate: float = 1e-4,
         weight_decay: float = 0.0,
@@ -76,15 +77,6 @@ class LoRAGPT(LanguageModel):
         """
         super().__init__()
         targets = list(target_modules or ["in_proj", "out_proj"])
-        unknown = sorted(set(targets) - set(TARGETS))
-        if unknown or not targets:
-            raise UserError(
-                f"model.target_modules: {unknown or targets} not adaptable; choose among {', '.join(TARGETS)}."
-            )
-        if quantize not in QUANTIZE:
-            raise UserError(
-                f"model.quantize={quantize!r} is not known; choose one of {', '.join(QUANTIZE)}."
-            )
         require_positive("model", rank=rank)
         if quantize == "4bit":
             require_qlora()

@@ -29,6 +29,7 @@ from __future__ import annotations
 
 import math
 import random
+from typing import Literal
 
 import torch
 from torch import nn
@@ -38,7 +39,7 @@ from lit_models.language_model import LanguageModel
 from lit_models.modules.decoding import TextCodec, generate
 from lit_models.optim import adamw_decaying_matrices, planned_steps
 
-OPTIMIZERS = ("sgd", "adamw")
+Optimizer = Literal["sgd", "adamw"]
 
 
 class FlattenConsecutive(nn.Module):
@@ -84,14 +85,9 @@ class ContextWindowLanguageModel(LanguageModel):
         vocab_size: int,
         block_size: int,
         n_embd: int,
-        optimizer: str,
         lr_milestones: tuple[float, ...],
     ):
         super().__init__()
-        if optimizer not in OPTIMIZERS:
-            raise UserError(
-                f"model.optimizer={optimizer!r} is not known; choose one of {', '.join(OPTIMIZERS)}."
-            )
         if any(not 0.0 < m < 1.0 for m in lr_milestones):
             raise UserError(
                 f"model.lr_milestones are fractions of the run, each in (0, 1); got {list(lr_milestones)}."
@@ -180,7 +176,7 @@ class MLPLanguageModel(ContextWindowLanguageModel):
         n_layer: int = 1,
         batch_norm: bool = True,
         dropout: float = 0.0,
-        optimizer: str = "sgd",
+        optimizer: Optimizer = "sgd",
         learning_rate: float = 0.1,
         lr_milestones: tuple[float, ...] = (0.75,),
         lr_decay: float = 0.1,
@@ -199,7 +195,7 @@ class MLPLanguageModel(ContextWindowLanguageModel):
                 by `lr_decay`.
             start_id: the token that pads a window and starts a name ('.' = 0 in names).
         """
-        super().__init__(vocab_size, block_size, n_embd, optimizer, lr_milestones)
+        super().__init__(vocab_size, block_size, n_embd, lr_milestones)
         self.save_hyperparameters()
         if n_layer < 1:
             raise UserError(f"model.n_layer must be at least 1, got {n_layer}.")
@@ -223,7 +219,7 @@ class WaveNetLanguageModel(ContextWindowLanguageModel):
         n_hidden: int = 128,
         batch_norm: bool = True,
         dropout: float = 0.0,
-        optimizer: str = "sgd",
+        optimizer: Optimizer = "sgd",
         learning_rate: float = 0.1,
         lr_milestones: tuple[float, ...] = (0.75,),
         lr_decay: float = 0.1,
@@ -243,7 +239,7 @@ class WaveNetLanguageModel(ContextWindowLanguageModel):
                 f"WaveNetLanguageModel fuses pairs of characters level by level, so block_size "
                 f"(data.block_size) must be a power of 2 (2, 4, 8, 16, ...); got {block_size}."
             )
-        super().__init__(vocab_size, block_size, n_embd, optimizer, lr_milestones)
+        super().__init__(vocab_size, block_size, n_embd, lr_milestones)
         self.save_hyperparameters()
         layers, fan_in = [], 2 * n_embd
         for _ in range(block_size.bit_length() - 1):  # log2(block_size) levels of pairs

@@ -82,12 +82,13 @@ class WarmupCosineSchedule(torch.optim.lr_scheduler.LambdaLR):
         return warmup_cosine_factor(step, self.warmup_steps, self.decay_steps, self.min_ratio)
 
 
-def noam_learning_rate(step: int, d_model: int, warmup_steps: int, factor: float = 1.0) -> float:
-    """lr = factor * d_model^-0.5 * min(step^-0.5, step * warmup_steps^-1.5), `step` from 1:
-    linear growth for `warmup_steps` steps, then decay as 1/sqrt(step); the peak is at
-    step = warmup_steps, factor * (d_model * warmup_steps)^-0.5."""
+def noam_learning_rate(step: int, n_embd: int, warmup_steps: int, factor: float = 1.0) -> float:
+    """lr = factor * n_embd^-0.5 * min(step^-0.5, step * warmup_steps^-1.5), `step` from 1
+    (n_embd: the model width, the paper's d_model): linear growth for `warmup_steps` steps,
+    then decay as 1/sqrt(step); the peak is at step = warmup_steps,
+    factor * (n_embd * warmup_steps)^-0.5."""
     step = max(step, 1)
-    return factor * d_model**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
+    return factor * n_embd**-0.5 * min(step**-0.5, step * warmup_steps**-1.5)
 
 
 class NoamSchedule(torch.optim.lr_scheduler.LambdaLR):
@@ -97,14 +98,14 @@ class NoamSchedule(torch.optim.lr_scheduler.LambdaLR):
     def __init__(
         self,
         optimizer: torch.optim.Optimizer,
-        d_model: int,
+        n_embd: int,
         warmup_steps: int,
         factor: float = 1.0,
         last_epoch: int = -1,
     ):
         if warmup_steps < 1:
             raise ValueError(f"warmup_steps must be >= 1, got {warmup_steps}")
-        self.d_model, self.warmup_steps, self.noam_factor = d_model, warmup_steps, factor
+        self.n_embd, self.warmup_steps, self.noam_factor = n_embd, warmup_steps, factor
         if last_epoch == -1:
             for group in optimizer.param_groups:  # LambdaLR multiplies this base rate by factor()
                 group["lr"] = 1.0
@@ -112,4 +113,4 @@ class NoamSchedule(torch.optim.lr_scheduler.LambdaLR):
 
     def factor(self, step: int) -> float:
         # The scheduler counts from 0 (before the first optimizer step); the formula from 1.
-        return noam_learning_rate(step + 1, self.d_model, self.warmup_steps, self.noam_factor)
+        return noam_learning_rate(step + 1, self.n_embd, self.warmup_steps, self.noam_factor)

@@ -19,6 +19,8 @@ loss fails to improve (ReduceLROnPlateau, factor 0.25, patience 0); clipping is 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
@@ -26,8 +28,8 @@ from core.constants import IGNORE_INDEX
 from core.errors import UserError
 from lit_models.language_model import LanguageModel, next_token_nll, scores_of_targets
 from lit_models.modules.recurrent import (
-    CELLS,
-    IMPLS,
+    Cell,
+    Impl,
     State,
     concat_rows,
     detach_state,
@@ -37,7 +39,7 @@ from lit_models.modules.recurrent import (
 from lit_models.optim import adamw_decaying_matrices
 from lit_models.text_model import EvalStage, TokenScores
 
-OPTIMIZERS = ("sgd", "adamw")
+Optimizer = Literal["sgd", "adamw"]
 
 
 class RNNLanguageModel(LanguageModel):
@@ -45,15 +47,15 @@ class RNNLanguageModel(LanguageModel):
         self,
         vocab_size: int,
         block_size: int | None = None,
-        cell: str = "lstm",
-        n_layers: int = 2,
-        emb_size: int = 200,
-        hidden_size: int = 200,
+        cell: Cell = "lstm",
+        n_layer: int = 2,
+        n_embd: int = 200,
+        n_hidden: int = 200,
         dropout: float = 0.2,
         tie_weights: bool = True,
-        impl: str = "torch",
+        impl: Impl = "torch",
         carry_state: bool = True,
-        optimizer: str = "sgd",
+        optimizer: Optimizer = "sgd",
         learning_rate: float = 20.0,
         weight_decay: float = 0.0,
         lr_factor: float = 0.25,
@@ -68,7 +70,10 @@ class RNNLanguageModel(LanguageModel):
             impl: torch (nn.RNN / nn.GRU / nn.LSTM, fused and fast) or scratch (the
                 hand-written cells of lit_models/modules/recurrent.py; same parameters, so a
                 checkpoint loads into either).
-            tie_weights: share the embedding with the output layer (needs hidden_size == emb_size).
+            n_layer: recurrent layers (dropout between them).
+            n_embd: width of the token embeddings.
+            n_hidden: width of each recurrent layer.
+            tie_weights: share the embedding with the output layer (needs n_hidden == n_embd).
             carry_state: truncated BPTT, the state carried from batch to batch; needs
                 `data.batching: contiguous`. Off: every batch starts from zeros.
             optimizer: sgd (pytorch/examples) or adamw (weight decay on matrices only).
@@ -76,28 +81,17 @@ class RNNLanguageModel(LanguageModel):
                 `lr_patience` + 1 validations in a row without a lower val/loss.
         """
         super().__init__()
-        for name, value, choices in (
-            ("cell", cell, CELLS),
-            ("impl", impl, IMPLS),
-            ("optimizer", optimizer, OPTIMIZERS),
-        ):
-            if value not in choices:
-                raise UserError(
-                    f"model.{name}={value!r} is not known; choose one of {', '.join(choices)}."
-                )
-        if tie_weights and hidden_size != emb_size:
+        if tie_weights and n_hidden != n_embd:
             raise UserError(
-                f"model.tie_weights shares the embedding with the output layer, so hidden_size "
-                f"must equal emb_size (got hidden_size={hidden_size}, emb_size={emb_size}): set "
+                f"model.tie_weights shares the embedding with the output layer, so n_hidden "
+                f"must equal n_embd (got n_hidden={n_hidden}, n_embd={n_embd}): set "
                 f"them equal or tie_weights=false."
             )
         self.save_hyperparameters()
-        self.embedding = nn.Embedding(vocab_size, emb_size)
+        self.embedding = nn.Embedding(vocab_size, n_embd)
         self.drop = nn.Dropout(dropout)
-        self.rnn = make_recurrent(
-            cell, impl, emb_size, hidden_size, n_layers, dropout, batch_first=True
-        )
-        self.decoder = nn.Linear(hidden_size, vocab_size)
+        self.rnn = make_recurrent(cell, impl, n_embd, n_hidden, n_layer, dropout, batch_first=True)
+        self.decoder = nn.Linear(n_hidden, vocab_size)
         # pytorch/examples' initialisation; the recurrent layers keep torch's own.
         nn.init.uniform_(self.embedding.weight, -0.1, 0.1)
         nn.init.uniform_(self.decoder.weight, -0.1, 0.1)

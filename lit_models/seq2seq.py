@@ -27,6 +27,8 @@ perplexity are the teacher-forced NLL). Adam, as in the notebooks; clipping is t
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
@@ -36,7 +38,7 @@ from lit_models.modules import AdditiveAttention, make_recurrent
 from lit_models.modules.recurrent import select_rows
 from lit_models.translation import Translator, index_rows
 
-SEQ2SEQ_CELLS = ("lstm", "gru")
+Seq2SeqCell = Literal["lstm", "gru"]
 
 
 class RecurrentTranslator(Translator):
@@ -44,10 +46,6 @@ class RecurrentTranslator(Translator):
 
     def _check_recurrent_hparams(self) -> None:
         hp = self.hparams
-        if hp.cell not in SEQ2SEQ_CELLS:
-            raise UserError(
-                f"model.cell={hp.cell!r} is not known; choose one of {', '.join(SEQ2SEQ_CELLS)}."
-            )
         if not 0.0 <= hp.teacher_forcing_ratio <= 1.0:
             raise UserError(
                 f"model.teacher_forcing_ratio={hp.teacher_forcing_ratio} must be in [0, 1] "
@@ -91,10 +89,10 @@ class Seq2Seq(RecurrentTranslator):
         self,
         vocab_size: int,
         block_size: int,
-        cell: str = "lstm",
-        emb_size: int = 256,
-        hidden_size: int = 512,
-        n_layers: int = 2,
+        cell: Seq2SeqCell = "lstm",
+        n_embd: int = 256,
+        n_hidden: int = 512,
+        n_layer: int = 2,
         dropout: float = 0.5,
         teacher_forcing_ratio: float = 0.5,
         learning_rate: float = 1e-3,
@@ -112,7 +110,9 @@ class Seq2Seq(RecurrentTranslator):
             vocab_size, block_size: set by the datamodule (linked by the CLI); block_size is
                 the longest translation decoded when max_new_tokens is None.
             cell: lstm (Sutskever et al.) or gru (Cho et al.), for encoder and decoder.
-            n_layers: layers of the encoder and of the decoder (dropout between layers).
+            n_embd: width of the source and of the target embeddings.
+            n_hidden: width of each layer of the encoder and of the decoder.
+            n_layer: layers of the encoder and of the decoder (dropout between layers).
             teacher_forcing_ratio: in training, the probability of reading the true previous
                 token at a step (else the model's own guess); 1.0 always reads the true one.
             eval_num_beams, test_num_beams: 1 decodes greedily for val/bleu, test/bleu.
@@ -121,15 +121,15 @@ class Seq2Seq(RecurrentTranslator):
         self.save_hyperparameters()
         self.check_translation_hparams()
         self._check_recurrent_hparams()
-        self.source_embedding = nn.Embedding(vocab_size, emb_size)
-        self.target_embedding = nn.Embedding(vocab_size, emb_size)
+        self.source_embedding = nn.Embedding(vocab_size, n_embd)
+        self.target_embedding = nn.Embedding(vocab_size, n_embd)
         self.encoder = make_recurrent(
-            cell, "torch", emb_size, hidden_size, n_layers, dropout, batch_first=True
+            cell, "torch", n_embd, n_hidden, n_layer, dropout, batch_first=True
         )
         self.decoder = make_recurrent(
-            cell, "torch", emb_size, hidden_size, n_layers, dropout, batch_first=True
+            cell, "torch", n_embd, n_hidden, n_layer, dropout, batch_first=True
         )
-        self.out = nn.Linear(hidden_size, vocab_size)
+        self.out = nn.Linear(n_hidden, vocab_size)
         self.drop = nn.Dropout(dropout)
         for p in self.parameters():  # Sutskever et al.: uniform in [-0.08, 0.08]
             nn.init.uniform_(p, -0.08, 0.08)
@@ -162,11 +162,11 @@ class AttentionSeq2Seq(RecurrentTranslator):
         self,
         vocab_size: int,
         block_size: int,
-        cell: str = "gru",
-        emb_size: int = 256,
-        encoder_hidden_size: int = 512,
-        decoder_hidden_size: int = 512,
-        attention_size: int | None = None,
+        cell: Seq2SeqCell = "gru",
+        n_embd: int = 256,
+        encoder_n_hidden: int = 512,
+        decoder_n_hidden: int = 512,
+        attention_n_hidden: int | None = None,
         dropout: float = 0.5,
         teacher_forcing_ratio: float = 0.5,
         learning_rate: float = 1e-3,
@@ -183,30 +183,30 @@ class AttentionSeq2Seq(RecurrentTranslator):
         Args:
             vocab_size, block_size: set by the datamodule (linked by the CLI).
             cell: gru (Bahdanau et al., the notebook) or lstm, for encoder and decoder.
-            encoder_hidden_size: units of each direction of the encoder (annotations are
+            n_embd: width of the source and of the target embeddings.
+            encoder_n_hidden: units of each direction of the encoder (annotations are
                 twice as wide).
-            attention_size: width of the attention's hidden layer (W s + U h); None:
-                decoder_hidden_size, as in the notebook.
+            decoder_n_hidden: units of the decoder.
+            attention_n_hidden: width of the attention's hidden layer (W s + U h); None:
+                decoder_n_hidden, as in the notebook.
             teacher_forcing_ratio: as in Seq2Seq.
         """
         super().__init__()
         self.save_hyperparameters()
         self.check_translation_hparams()
         self._check_recurrent_hparams()
-        annotation_size = 2 * encoder_hidden_size
-        self.source_embedding = nn.Embedding(vocab_size, emb_size)
-        self.target_embedding = nn.Embedding(vocab_size, emb_size)
+        annotation_size = 2 * encoder_n_hidden
+        self.source_embedding = nn.Embedding(vocab_size, n_embd)
+        self.target_embedding = nn.Embedding(vocab_size, n_embd)
         rnn, rnn_cell = (nn.LSTM, nn.LSTMCell) if cell == "lstm" else (nn.GRU, nn.GRUCell)
-        self.encoder = rnn(emb_size, encoder_hidden_size, batch_first=True, bidirectional=True)
-        self.bridge = nn.Linear(annotation_size, decoder_hidden_size)  # s_0 from h->_S, h<-_1
-        self.bridge_cell = (
-            nn.Linear(annotation_size, decoder_hidden_size) if cell == "lstm" else None
-        )
+        self.encoder = rnn(n_embd, encoder_n_hidden, batch_first=True, bidirectional=True)
+        self.bridge = nn.Linear(annotation_size, decoder_n_hidden)  # s_0 from h->_S, h<-_1
+        self.bridge_cell = nn.Linear(annotation_size, decoder_n_hidden) if cell == "lstm" else None
         self.attention = AdditiveAttention(
-            decoder_hidden_size, annotation_size, attention_size or decoder_hidden_size
+            decoder_n_hidden, annotation_size, attention_n_hidden or decoder_n_hidden
         )
-        self.decoder = rnn_cell(emb_size + annotation_size, decoder_hidden_size)
-        self.out = nn.Linear(decoder_hidden_size + annotation_size + emb_size, vocab_size)
+        self.decoder = rnn_cell(n_embd + annotation_size, decoder_n_hidden)
+        self.out = nn.Linear(decoder_n_hidden + annotation_size + n_embd, vocab_size)
         self.drop = nn.Dropout(dropout)
         for name, p in self.named_parameters():  # the notebook's: N(0, 0.01), biases 0
             if "weight" in name:

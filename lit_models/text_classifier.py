@@ -18,6 +18,7 @@ forward state after word n and, bidirectional, the backward state after word 1.
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -29,8 +30,9 @@ from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, Multi
 
 from core.errors import UserError
 
-CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}
-POOLINGS = ("last", "mean", "max")
+Cell = Literal["rnn", "gru", "lstm"]
+CELLS = {"rnn": nn.RNN, "gru": nn.GRU, "lstm": nn.LSTM}  # torch's fused layer of each Cell
+Pooling = Literal["last", "mean", "max"]
 
 
 class TextClassifier(L.LightningModule):
@@ -38,12 +40,12 @@ class TextClassifier(L.LightningModule):
         self,
         vocab_size: int,
         num_classes: int = 2,
-        cell: str = "lstm",
+        cell: Cell = "lstm",
         bidirectional: bool = True,
-        emb_size: int = 300,
-        hidden_size: int = 256,
-        n_layers: int = 1,
-        pooling: str = "max",
+        n_embd: int = 300,
+        n_hidden: int = 256,
+        n_layer: int = 1,
+        pooling: Pooling = "max",
         dropout: float = 0.5,
         embedding_dropout: float = 0.0,
         pad_id: int = 0,
@@ -56,36 +58,35 @@ class TextClassifier(L.LightningModule):
         Args:
             vocab_size, num_classes, pad_id: from the datamodule (linked by the CLI).
             cell: rnn (tanh) | gru | lstm, torch's fused layers (they read packed sequences).
-            bidirectional: a backward layer too; the pooled vector is twice hidden_size.
+            bidirectional: a backward layer too; the pooled vector is twice n_hidden.
+            n_embd: width of the word embeddings.
+            n_hidden: width of each recurrent layer (each direction).
+            n_layer: recurrent layers.
             pooling: last | mean | max over the states of the top layer.
             dropout: on the pooled vector and between recurrent layers.
             embedding_dropout: on the word embeddings.
             pretrained_embeddings: a file saved by the datamodule, {"vectors": [vocab_size,
-                emb_size], "found": [vocab_size]}: rows found replace the random init
+                n_embd], "found": [vocab_size]}: rows found replace the random init
                 (linked from data.pretrained_embeddings when data.word_vectors is set).
             freeze_embeddings: keep the embeddings fixed during training.
         """
         super().__init__()
-        if cell not in CELLS:
-            raise UserError(f"model.cell {cell!r}: choose one of {', '.join(CELLS)}")
-        if pooling not in POOLINGS:
-            raise UserError(f"model.pooling {pooling!r}: choose one of {', '.join(POOLINGS)}")
         if num_classes < 2:
             raise UserError(f"model.num_classes must be at least 2, got {num_classes}")
         self.save_hyperparameters()
-        self.embedding = nn.Embedding(vocab_size, emb_size, padding_idx=pad_id)
+        self.embedding = nn.Embedding(vocab_size, n_embd, padding_idx=pad_id)
         self.embedding_dropout = nn.Dropout(embedding_dropout)
         self.rnn = CELLS[cell](
-            emb_size,
-            hidden_size,
-            num_layers=n_layers,
-            dropout=dropout if n_layers > 1 else 0.0,
+            n_embd,
+            n_hidden,
+            num_layers=n_layer,
+            dropout=dropout if n_layer > 1 else 0.0,
             bidirectional=bidirectional,
             batch_first=True,
         )
         self.dropout = nn.Dropout(dropout)
         self.n_directions = 2 if bidirectional else 1
-        self.head = nn.Linear(self.n_directions * hidden_size, num_classes)
+        self.head = nn.Linear(self.n_directions * n_hidden, num_classes)
         if pretrained_embeddings:
             self.load_pretrained(Path(pretrained_embeddings))
         self.embedding.weight.requires_grad_(not freeze_embeddings)
@@ -110,8 +111,8 @@ class TextClassifier(L.LightningModule):
         if vectors.shape != self.embedding.weight.shape:
             raise UserError(
                 f"pretrained embeddings {path} are {tuple(vectors.shape)} but the model's are "
-                f"{tuple(self.embedding.weight.shape)} (vocabulary x emb_size): set "
-                f"model.emb_size={vectors.size(1)} to match the word vectors"
+                f"{tuple(self.embedding.weight.shape)} (vocabulary x n_embd): set "
+                f"model.n_embd={vectors.size(1)} to match the word vectors"
             )
         with torch.no_grad():
             self.embedding.weight[found] = vectors[found]

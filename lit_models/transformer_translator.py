@@ -1,7 +1,7 @@
 """The Transformer translator (Vaswani et al. 2017): an encoder of self-attention layers over
 the source, a decoder of causal self-attention and cross-attention layers over the target.
 
-    e(x)   = sqrt(d_model) E[x] + PE(position)        one embedding E for source and target
+    e(x)   = sqrt(n_embd) E[x] + PE(position)         one embedding E for source and target
     m      = Encoder(e(source))                        self-attention, source padding masked
     h      = Decoder(e(target_in), m)                  causal self-attention, cross-attention to m
     P(y_t | y_<t, x) = softmax(h_t E^T)                the output layer tied to E
@@ -20,18 +20,19 @@ values in a KV cache, and the memory's cross-attention keys and values are compu
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import torch
 from torch import nn
 
 from core.errors import UserError
 from lit_models.modules import TransformerBlock, TransformerDecoderBlock, make_positional
-from lit_models.modules.positional import POSITIONAL_KINDS
-from lit_models.modules.transformer import ACTIVATIONS
+from lit_models.modules.positional import Positional
+from lit_models.modules.transformer import Activation
 from lit_models.optim import NoamSchedule
 from lit_models.translation import Translator, index_rows
 
-SCHEDULES = ("noam", "constant")
+Schedule = Literal["noam", "constant"]
 
 
 class TransformerTranslator(Translator):
@@ -41,14 +42,14 @@ class TransformerTranslator(Translator):
         block_size: int,
         n_layer: int = 3,
         n_head: int = 8,
-        d_model: int = 256,
-        d_ff: int = 512,
+        n_embd: int = 256,
+        n_ff: int = 512,
         dropout: float = 0.1,
         norm_first: bool = False,
-        activation: str = "relu",
-        positional: str = "sinusoidal",
+        activation: Activation = "relu",
+        positional: Positional = "sinusoidal",
         tie_weights: bool = True,
-        schedule: str = "noam",
+        schedule: Schedule = "noam",
         warmup_steps: int = 4000,
         lr_factor: float = 1.0,
         learning_rate: float = 5e-4,
@@ -69,64 +70,58 @@ class TransformerTranslator(Translator):
                 the longest source and target the model reads (positions are precomputed up
                 to it) and the longest translation it writes.
             n_layer: layers of the encoder and of the decoder.
+            n_head: attention heads.
+            n_embd: the model width (the paper's d_model).
+            n_ff: the inner width of the feed-forward networks (the paper's d_ff).
             norm_first: pre-norm (True) or the paper's post-norm (False).
             activation: relu (the paper) or gelu, in the feed-forward layers.
             positional: sinusoidal (the paper) or learned.
             tie_weights: the output layer reuses the shared embedding.
-            schedule: noam, lr = lr_factor * d_model^-0.5 * min(step^-0.5, step *
+            schedule: noam, lr = lr_factor * n_embd^-0.5 * min(step^-0.5, step *
                 warmup_steps^-1.5) (learning_rate unused); or constant, lr = learning_rate.
         """
         super().__init__()
-        if d_model % n_head:
+        if n_embd % n_head:
             raise UserError(
-                f"model.d_model={d_model} must be divisible by model.n_head={n_head} (each "
-                f"head gets d_model / n_head dims)."
+                f"model.n_embd={n_embd} must be divisible by model.n_head={n_head} (each "
+                f"head gets n_embd / n_head dims)."
             )
-        for name, value, choices in (
-            ("schedule", schedule, SCHEDULES),
-            ("positional", positional, POSITIONAL_KINDS),
-            ("activation", activation, tuple(ACTIVATIONS)),
-        ):
-            if value not in choices:
-                raise UserError(
-                    f"model.{name}={value!r} is not known; choose one of {', '.join(choices)}."
-                )
         if schedule == "noam" and warmup_steps < 1:
             raise UserError(f"model.warmup_steps={warmup_steps} must be >= 1 for schedule noam.")
         self.save_hyperparameters()
         self.check_translation_hparams()
         self.block_size = block_size
-        self.embedding = nn.Embedding(vocab_size, d_model)  # source and target: one vocabulary
-        self.position = make_positional(positional, block_size, d_model)
+        self.embedding = nn.Embedding(vocab_size, n_embd)  # source and target: one vocabulary
+        self.position = make_positional(positional, block_size, n_embd)
         self.drop = nn.Dropout(dropout)
         layer_args = dict(dropout=dropout, norm_first=norm_first, activation=activation)
         self.encoder = nn.ModuleList(
-            TransformerBlock(d_model, n_head, d_ff, **layer_args) for _ in range(n_layer)
+            TransformerBlock(n_embd, n_head, n_ff, **layer_args) for _ in range(n_layer)
         )
         self.decoder = nn.ModuleList(
-            TransformerDecoderBlock(d_model, n_head, d_ff, **layer_args) for _ in range(n_layer)
+            TransformerDecoderBlock(n_embd, n_head, n_ff, **layer_args) for _ in range(n_layer)
         )
         # Pre-norm leaves each stack's output un-normalised: one LayerNorm closes it.
-        self.encoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
-        self.decoder_norm = nn.LayerNorm(d_model) if norm_first else nn.Identity()
-        self.out = nn.Linear(d_model, vocab_size, bias=False)
+        self.encoder_norm = nn.LayerNorm(n_embd) if norm_first else nn.Identity()
+        self.decoder_norm = nn.LayerNorm(n_embd) if norm_first else nn.Identity()
+        self.out = nn.Linear(n_embd, vocab_size, bias=False)
         for name, p in self.named_parameters():
             if p.dim() > 1 and not name.startswith("embedding"):
                 nn.init.xavier_uniform_(p)
-        # Scaled by sqrt(d_model) on the way in, the embedding starts at unit scale there.
-        nn.init.normal_(self.embedding.weight, mean=0.0, std=d_model**-0.5)
+        # Scaled by sqrt(n_embd) on the way in, the embedding starts at unit scale there.
+        nn.init.normal_(self.embedding.weight, mean=0.0, std=n_embd**-0.5)
         if tie_weights:
             self.out.weight = self.embedding.weight
 
     def embed(self, ids: torch.Tensor, offset: int = 0) -> torch.Tensor:
-        """sqrt(d_model) E[ids] + PE for ids [B, T] at positions offset .. offset+T-1."""
+        """sqrt(n_embd) E[ids] + PE for ids [B, T] at positions offset .. offset+T-1."""
         T = ids.size(1)
         if offset + T > self.block_size:
             raise ValueError(
                 f"{offset + T} tokens are more than block_size={self.block_size}; the "
                 f"Transformer reads and writes at most block_size tokens"
             )
-        scale = math.sqrt(self.hparams.d_model)
+        scale = math.sqrt(self.hparams.n_embd)
         return self.drop(self.embedding(ids) * scale + self.position(T, offset=offset))
 
     def encode_source(self, source: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -198,5 +193,5 @@ class TransformerTranslator(Translator):
                 self.parameters(), lr=hp.learning_rate, betas=tuple(hp.betas), eps=hp.eps
             )
         optimizer = torch.optim.Adam(self.parameters(), lr=1.0, betas=tuple(hp.betas), eps=hp.eps)
-        schedule = NoamSchedule(optimizer, hp.d_model, hp.warmup_steps, hp.lr_factor)
+        schedule = NoamSchedule(optimizer, hp.n_embd, hp.warmup_steps, hp.lr_factor)
         return {"optimizer": optimizer, "lr_scheduler": {"scheduler": schedule, "interval": "step"}}

@@ -33,6 +33,7 @@ optimizers (see `_step`), so max_steps and val_check_interval count batches.
 from __future__ import annotations
 
 import math
+from typing import Literal
 
 import lightning as L
 import torch
@@ -44,8 +45,8 @@ from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
 from core.errors import UserError
 
-PARTS = ("wide_deep", "wide", "deep")
-OPTIMIZERS = ("split", "adam")
+Parts = Literal["wide_deep", "wide", "deep"]
+Optimizer = Literal["split", "adam"]
 
 
 class FTRLProximal(torch.optim.Optimizer):
@@ -110,11 +111,11 @@ class WideDeep(L.LightningModule):
         categorical_cardinalities: list[int],
         num_numeric: int,
         wide_dim: int,
-        parts: str = "wide_deep",
-        embedding_dim: int = 8,
-        hidden_sizes: list[int] | None = None,
+        parts: Parts = "wide_deep",
+        n_embd: int = 8,
+        n_hidden: list[int] | None = None,
         dropout: float = 0.0,
-        optimizer: str = "split",
+        optimizer: Optimizer = "split",
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
         wide_learning_rate: float = 0.1,
@@ -128,9 +129,10 @@ class WideDeep(L.LightningModule):
             categorical_cardinalities, num_numeric, wide_dim: set by the datamodule (linked
                 by the CLI): vocabulary sizes of the categoricals, numeric inputs, wide features.
             parts: `wide_deep` (joint), `wide` (the linear model alone) or `deep` (the MLP alone).
-            embedding_dim: size of each categorical's embedding (the paper: 32; TensorFlow's
+            n_embd: size of each categorical's embedding (the paper: 32; TensorFlow's
                 census tutorial: 8).
-            hidden_sizes: the MLP's ReLU layers (default [100, 50], the census tutorial's).
+            n_hidden: the widths of the MLP's ReLU layers, one per layer (default [100, 50],
+                the census tutorial's).
             optimizer: `split` (FTRL-Proximal for the wide weights, Adam for the deep part) or
                 `adam` (one Adam for both).
             learning_rate, weight_decay: Adam's (the deep part, or everything with `adam`).
@@ -138,24 +140,16 @@ class WideDeep(L.LightningModule):
             gradient_clip_val: clip each optimizer's gradients to this norm (0: no clipping).
         """
         super().__init__()
-        hidden_sizes = [100, 50] if hidden_sizes is None else list(hidden_sizes)
-        if parts not in PARTS:
-            raise UserError(
-                f"model.parts={parts!r} is not known; choose one of {', '.join(PARTS)}."
-            )
-        if optimizer not in OPTIMIZERS:
-            raise UserError(
-                f"model.optimizer={optimizer!r} is not known; choose one of {', '.join(OPTIMIZERS)}."
-            )
-        if any(h < 1 for h in hidden_sizes) or embedding_dim < 1:
-            raise UserError("model.hidden_sizes and model.embedding_dim must be positive integers.")
+        n_hidden = [100, 50] if n_hidden is None else list(n_hidden)
+        if any(h < 1 for h in n_hidden) or n_embd < 1:
+            raise UserError("model.n_hidden and model.n_embd must be positive integers.")
         self.save_hyperparameters()
         self.automatic_optimization = False  # two optimizers, one backward (see `_step`)
         self.wide = nn.EmbeddingBag(wide_dim, 1, mode="sum") if parts != "deep" else None
         if self.wide is not None:
             nn.init.zeros_(self.wide.weight)  # a linear model starts at 0 (FTRL ignores it anyway)
         self.deep = (
-            DeepTower(categorical_cardinalities, num_numeric, embedding_dim, hidden_sizes, dropout)
+            DeepTower(categorical_cardinalities, num_numeric, n_embd, n_hidden, dropout)
             if parts != "wide"
             else None
         )
@@ -264,21 +258,21 @@ class DeepTower(nn.Module):
         self,
         cardinalities: list[int],
         num_numeric: int,
-        embedding_dim: int,
-        hidden_sizes: list[int],
+        n_embd: int,
+        n_hidden: list[int],
         dropout: float,
     ):
         super().__init__()
-        self.embeddings = nn.ModuleList(nn.Embedding(n, embedding_dim) for n in cardinalities)
-        layers, fan_in = [], len(cardinalities) * embedding_dim + num_numeric
-        for size in hidden_sizes:
+        self.embeddings = nn.ModuleList(nn.Embedding(n, n_embd) for n in cardinalities)
+        layers, fan_in = [], len(cardinalities) * n_embd + num_numeric
+        for size in n_hidden:
             layers += [nn.Linear(fan_in, size), nn.ReLU()]
             layers += [nn.Dropout(dropout)] if dropout > 0 else []
             fan_in = size
         self.mlp = nn.Sequential(*layers)
         self.output = nn.Linear(fan_in, 1)
         for embedding in self.embeddings:  # small random vectors, as the paper initialises them
-            nn.init.normal_(embedding.weight, std=1.0 / math.sqrt(embedding_dim))
+            nn.init.normal_(embedding.weight, std=1.0 / math.sqrt(n_embd))
 
     def forward(self, categorical: torch.Tensor, numeric: torch.Tensor) -> torch.Tensor:
         embedded = [emb(categorical[:, i]) for i, emb in enumerate(self.embeddings)]

@@ -25,6 +25,8 @@ loss is logged as the mean per example.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import lightning as L
 import torch
 import torch.nn.functional as F
@@ -33,8 +35,8 @@ from torch import nn
 from core.errors import UserError
 from lit_models.modules.huffman import padded_paths
 
-ARCHITECTURES = ("skipgram", "cbow")
-OPTIMIZERS = ("sgd", "sparse_adam")
+Architecture = Literal["skipgram", "cbow"]
+Optimizer = Literal["sgd", "sparse_adam"]
 
 
 class Word2Vec(L.LightningModule):
@@ -42,10 +44,10 @@ class Word2Vec(L.LightningModule):
         self,
         vocab_size: int,
         word_counts: list[int] | None = None,
-        embedding_dim: int = 100,
-        architecture: str = "skipgram",
+        n_embd: int = 100,
+        architecture: Architecture = "skipgram",
         negative: int = 5,
-        optimizer: str = "sgd",
+        optimizer: Optimizer = "sgd",
         learning_rate: float = 0.025,
         min_lr_ratio: float = 1e-4,
     ):
@@ -54,7 +56,7 @@ class Word2Vec(L.LightningModule):
             vocab_size, word_counts, architecture, negative: from the datamodule (CLI links).
                 `negative` > 0 trains with negative sampling (the batches carry the noise
                 words); 0 with hierarchical softmax over a Huffman tree of `word_counts`.
-            embedding_dim: the size d of the word vectors.
+            n_embd: the size d of the word vectors.
             optimizer: sgd (word2vec's, loss summed over the batch; learning_rate 0.025 for
                 skip-gram, 0.05 for CBOW as in word2vec.c) or sparse_adam (loss averaged over
                 the batch; learning_rate about 1e-3).
@@ -62,14 +64,6 @@ class Word2Vec(L.LightningModule):
                 the last step (word2vec.c: 1e-4).
         """
         super().__init__()
-        if architecture not in ARCHITECTURES:
-            raise UserError(
-                f"model.architecture={architecture!r}: choose one of {', '.join(ARCHITECTURES)}."
-            )
-        if optimizer not in OPTIMIZERS:
-            raise UserError(
-                f"model.optimizer={optimizer!r}: choose one of {', '.join(OPTIMIZERS)}."
-            )
         if vocab_size < 1:
             raise UserError("word2vec needs a vocabulary of at least one word.")
         # The counts travel in the state dict (a buffer), not in the hyperparameters: a list of
@@ -78,7 +72,7 @@ class Word2Vec(L.LightningModule):
         # Updates are made in training_step: word2vec's own SGD rule, or SparseAdam.
         self.automatic_optimization = False
         self.architecture, self.negative = architecture, negative
-        d = embedding_dim
+        d = n_embd
         self.input_vectors = nn.Embedding(vocab_size, d, sparse=True)
         nn.init.uniform_(self.input_vectors.weight, -0.5 / d, 0.5 / d)
         if negative > 0:

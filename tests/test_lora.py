@@ -129,8 +129,18 @@ def test_a_missing_or_mismatched_base_is_a_clear_error(tmp_path, base_ckpt):
     (tmp_path / "junk.ckpt").write_bytes(b"not a checkpoint")
     with pytest.raises(UserError, match="not a readable checkpoint"):
         LoRAGPT(str(tmp_path / "junk.ckpt"))
-    with pytest.raises(UserError, match="not adaptable"):
-        LoRAGPT(str(base_ckpt), target_modules=["lm_head"])
+
+
+def test_the_cli_refuses_a_target_that_is_not_a_projection():
+    """target_modules is a list of a Literal type: the parser names the key and the choices
+    (--print_config: nothing would train if it were accepted)."""
+    bad = "--model.init_args.target_modules=[in_proj, lm_head]"
+    proc = run_cli(
+        "fit", "--config", config("gpt_lora_chat.yaml"), bad, "--print_config", check=False
+    )
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert 'key "target_modules"' in proc.stderr and "lm_head" in proc.stderr
+    assert "'in_proj', 'out_proj', 'fc', 'proj'" in proc.stderr
 
 
 @pytest.mark.skipif(

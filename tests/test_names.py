@@ -241,8 +241,18 @@ def test_sgd_step_decay_follows_the_lecture():
         optimizer.step()
         schedule.step()
     assert lrs[:75] == pytest.approx([0.1] * 75) and lrs[75:] == pytest.approx([0.01] * 25)
-    with pytest.raises(UserError, match="optimizer"):
-        MODELS["mlp"](optimizer="lbfgs")
+
+
+def test_an_optimizer_not_offered_is_refused_by_the_cli(capsys, monkeypatch):
+    # The choices are a Literal type: the CLI's parser refuses another one, naming the key.
+    monkeypatch.setattr("sys.argv", ["main.py"])
+    args = ["--model.init_args.optimizer=lbfgs", "--print_config"]
+    with pytest.raises(SystemExit) as exit_:
+        cli_main(["fit", "--config", config("mlp_names.yaml"), *args])
+    assert exit_.value.code == 2
+    err = capsys.readouterr().err
+    assert 'key "optimizer"' in err and "lbfgs" in err and "'sgd', 'adamw'" in err
+    assert "Traceback" not in err
 
 
 @pytest.mark.parametrize("block_size", [3, 6, 12, 1])

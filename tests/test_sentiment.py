@@ -23,8 +23,8 @@ from lit_models.text_classifier import TextClassifier
 from tests.conftest import config, need_corpus, run_cli
 
 TINY = [
-    "--model.init_args.emb_size=16",
-    "--model.init_args.hidden_size=16",
+    "--model.init_args.n_embd=16",
+    "--model.init_args.n_hidden=16",
     "--data.init_args.batch_size=16",
     "--trainer.max_steps=6",
     "--trainer.val_check_interval=3",
@@ -203,7 +203,7 @@ def test_bucketed_batches_cover_the_split_once(tmp_path):
 # --- the model ------------------------------------------------------------------------------
 def tiny_model(**kwargs) -> TextClassifier:
     torch.manual_seed(0)
-    args = dict(vocab_size=30, emb_size=8, hidden_size=6, dropout=0.0) | kwargs
+    args = dict(vocab_size=30, n_embd=8, n_hidden=6, dropout=0.0) | kwargs
     return TextClassifier(**args).eval()
 
 
@@ -219,7 +219,7 @@ def padded(sentences: list[list[int]], pad_id: int = 0) -> tuple[torch.Tensor, t
 @pytest.mark.parametrize("pooling", ["last", "mean", "max"])
 @pytest.mark.parametrize("bidirectional", [False, True])
 def test_sentence_alone_or_padded_in_a_batch_gives_the_same_logits(cell, pooling, bidirectional):
-    model = tiny_model(cell=cell, pooling=pooling, bidirectional=bidirectional, n_layers=2)
+    model = tiny_model(cell=cell, pooling=pooling, bidirectional=bidirectional, n_layer=2)
     short, longer, longest = [5, 6, 7], [3, 4, 5, 6, 7, 8], [9] * 11
     alone = model(*padded([short]))
     with torch.no_grad():
@@ -248,7 +248,7 @@ def test_mean_and_max_pool_only_the_real_words(pooling):
 
 
 def test_model_overfits_a_tiny_batch():
-    model = tiny_model(vocab_size=40, emb_size=16, hidden_size=16).train()
+    model = tiny_model(vocab_size=40, n_embd=16, n_hidden=16).train()
     torch.manual_seed(0)
     sentences = [torch.randint(2, 40, (n,)).tolist() for n in (3, 5, 7, 2, 9, 4, 6, 8)]
     labels = torch.tensor([0, 1, 1, 0, 1, 0, 0, 1])
@@ -274,9 +274,9 @@ def test_pretrained_vectors_land_in_their_words_rows(tmp_path):
         data_dir=str(folder), word_vectors=str(tmp_path / "w2v.txt"), cache_dir=str(tmp_path / "c")
     )
     model = tiny_model(
-        vocab_size=data.vocab_size, emb_size=4, pretrained_embeddings=data.pretrained_embeddings
+        vocab_size=data.vocab_size, n_embd=4, pretrained_embeddings=data.pretrained_embeddings
     )
-    random_init = tiny_model(vocab_size=data.vocab_size, emb_size=4).embedding.weight
+    random_init = tiny_model(vocab_size=data.vocab_size, n_embd=4).embedding.weight
     weight = model.embedding.weight.detach()
     torch.testing.assert_close(weight[data.vocab["film"]], vectors[0])
     torch.testing.assert_close(weight[data.vocab["good"]], vectors[1])
@@ -285,9 +285,9 @@ def test_pretrained_vectors_land_in_their_words_rows(tmp_path):
     torch.testing.assert_close(weight[data.vocab["bad"]], random_init[data.vocab["bad"]])
     assert torch.load(data.pretrained_embeddings, weights_only=True)["found"].sum() == 3
 
-    with pytest.raises(Exception, match="emb_size=4"):
+    with pytest.raises(Exception, match="n_embd=4"):
         tiny_model(
-            vocab_size=data.vocab_size, emb_size=8, pretrained_embeddings=data.pretrained_embeddings
+            vocab_size=data.vocab_size, n_embd=8, pretrained_embeddings=data.pretrained_embeddings
         )
 
 

@@ -25,20 +25,20 @@ CORPUS = {
 # Tiny sizes: each run takes seconds on two CPU cores.
 TINY_MODEL = {
     "seq2seq_multi30k": [
-        "--model.init_args.emb_size=16",
-        "--model.init_args.hidden_size=24",
-        "--model.init_args.n_layers=1",
+        "--model.init_args.n_embd=16",
+        "--model.init_args.n_hidden=24",
+        "--model.init_args.n_layer=1",
     ],
     "seq2seq_attention_multi30k": [
-        "--model.init_args.emb_size=16",
-        "--model.init_args.encoder_hidden_size=16",
-        "--model.init_args.decoder_hidden_size=24",
+        "--model.init_args.n_embd=16",
+        "--model.init_args.encoder_n_hidden=16",
+        "--model.init_args.decoder_n_hidden=24",
     ],
     "transformer_multi30k": [
         "--model.init_args.n_layer=1",
         "--model.init_args.n_head=2",
-        "--model.init_args.d_model=16",
-        "--model.init_args.d_ff=32",
+        "--model.init_args.n_embd=16",
+        "--model.init_args.n_ff=32",
     ],
 }
 TINY_MODEL["transformer_tatoeba_zh_en"] = TINY_MODEL["transformer_multi30k"]

@@ -25,40 +25,41 @@ from lit_models.modules import (
 from lit_models.modules.decoding import beam_search
 from lit_models.optim import NoamSchedule, noam_learning_rate
 from lit_models.translation import BoundSource
+from tests.conftest import config, run_cli
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB, BLOCK = 16, 12  # ids 4..15 are words
 
 TINY = {
     "seq2seq_lstm": lambda: Seq2Seq(
-        VOCAB, BLOCK, cell="lstm", emb_size=32, hidden_size=64, n_layers=2, dropout=0.0
+        VOCAB, BLOCK, cell="lstm", n_embd=32, n_hidden=64, n_layer=2, dropout=0.0
     ),
     "seq2seq_gru": lambda: Seq2Seq(
-        VOCAB, BLOCK, cell="gru", emb_size=32, hidden_size=64, n_layers=2, dropout=0.0
+        VOCAB, BLOCK, cell="gru", n_embd=32, n_hidden=64, n_layer=2, dropout=0.0
     ),
     "attention_gru": lambda: AttentionSeq2Seq(
         VOCAB,
         BLOCK,
         cell="gru",
-        emb_size=32,
-        encoder_hidden_size=32,
-        decoder_hidden_size=64,
+        n_embd=32,
+        encoder_n_hidden=32,
+        decoder_n_hidden=64,
         dropout=0.0,
     ),
     "attention_lstm": lambda: AttentionSeq2Seq(
         VOCAB,
         BLOCK,
         cell="lstm",
-        emb_size=32,
-        encoder_hidden_size=32,
-        decoder_hidden_size=64,
+        n_embd=32,
+        encoder_n_hidden=32,
+        decoder_n_hidden=64,
         dropout=0.0,
     ),
     "transformer_post": lambda: TransformerTranslator(
-        VOCAB, BLOCK, n_layer=2, n_head=4, d_model=32, d_ff=64, dropout=0.0, norm_first=False
+        VOCAB, BLOCK, n_layer=2, n_head=4, n_embd=32, n_ff=64, dropout=0.0, norm_first=False
     ),
     "transformer_pre": lambda: TransformerTranslator(
-        VOCAB, BLOCK, n_layer=2, n_head=4, d_model=32, d_ff=64, dropout=0.0, norm_first=True
+        VOCAB, BLOCK, n_layer=2, n_head=4, n_embd=32, n_ff=64, dropout=0.0, norm_first=True
     ),
 }
 LEARNING_RATES = {"seq2seq": 1e-2, "attention": 1e-2, "transformer": 3e-3}
@@ -241,7 +242,7 @@ def test_transformer_decoder_is_causal(name):
 
 def test_teacher_forcing_ratio_zero_feeds_back_the_models_own_tokens():
     torch.manual_seed(0)
-    model = Seq2Seq(VOCAB, BLOCK, emb_size=16, hidden_size=32, n_layers=1, dropout=0.0)
+    model = Seq2Seq(VOCAB, BLOCK, n_embd=16, n_hidden=32, n_layer=1, dropout=0.0)
     source = torch.tensor([[5, 6, EOS]])
     target_in, other = torch.tensor([[BOS, 7, 8, 9]]), torch.tensor([[BOS, 10, 11, 12]])
     model.train()
@@ -280,7 +281,7 @@ def test_cross_attention_maps_each_target_token_onto_the_source(name):
 
 def test_additive_attention_against_a_hand_computation():
     torch.manual_seed(0)
-    attention = AdditiveAttention(query_size=3, key_size=4, attn_size=5)
+    attention = AdditiveAttention(query_size=3, key_size=4, n_hidden=5)
     query, keys = torch.randn(2, 3), torch.randn(2, 6, 4)
     mask = torch.tensor([[True] * 6, [True] * 4 + [False] * 2])
     context, weights = attention(query, keys, mask)
@@ -436,17 +437,31 @@ def test_label_smoothing_changes_the_loss_as_cross_entropy_says(name):
 @pytest.mark.parametrize(
     ("build", "message"),
     [
-        (lambda: Seq2Seq(VOCAB, BLOCK, cell="rnn_tanh"), "model.cell='rnn_tanh'"),
         (lambda: Seq2Seq(VOCAB, BLOCK, teacher_forcing_ratio=1.5), "teacher_forcing_ratio"),
         (lambda: AttentionSeq2Seq(VOCAB, BLOCK, eval_num_beams=0), "eval_num_beams"),
-        (lambda: TransformerTranslator(VOCAB, BLOCK, d_model=30, n_head=4), "divisible"),
-        (lambda: TransformerTranslator(VOCAB, BLOCK, schedule="cosine"), "noam, constant"),
+        (lambda: TransformerTranslator(VOCAB, BLOCK, n_embd=30, n_head=4), "divisible"),
         (lambda: TransformerTranslator(VOCAB, BLOCK, label_smoothing=1.0), "label_smoothing"),
     ],
 )
 def test_bad_settings_are_user_errors(build, message):
     with pytest.raises(UserError, match=message):
         build()
+
+
+@pytest.mark.parametrize(
+    ("name", "key", "value", "choices"),
+    [
+        ("seq2seq_multi30k", "cell", "rnn_tanh", "'lstm', 'gru'"),
+        ("transformer_multi30k", "schedule", "cosine", "'noam', 'constant'"),
+    ],
+)
+def test_the_cli_refuses_a_choice_not_offered(name, key, value, choices):
+    """The choices are Literal types: the parser refuses another value, naming the key and
+    the choices (--print_config: nothing would train if it were accepted)."""
+    bad = f"--model.init_args.{key}={value}"
+    proc = run_cli("fit", "--config", config(f"{name}.yaml"), bad, "--print_config", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
+    assert f'key "{key}"' in proc.stderr and value in proc.stderr and choices in proc.stderr
 
 
 def test_empty_source_is_rejected():

@@ -184,7 +184,7 @@ def tiny_model(parts: str, optimizer: str = "split", **kw) -> tuple[WideDeep, di
         "wide": torch.randint(0, wide_dim, (n, 4), generator=gen),
         "label": torch.randint(0, 2, (n,), generator=gen).float(),
     }
-    model = WideDeep(cards, 2, wide_dim, parts=parts, optimizer=optimizer, hidden_sizes=[8], **kw)
+    model = WideDeep(cards, 2, wide_dim, parts=parts, optimizer=optimizer, n_hidden=[8], **kw)
     return model, batch
 
 
@@ -292,7 +292,7 @@ class RecordsGradNorms(WideDeep):
 
 def test_model_gradient_clip_val_clips_each_optimizer():
     _, batch = tiny_model("wide_deep")
-    model = RecordsGradNorms([5, 4, 3], 2, 40, hidden_sizes=[8], gradient_clip_val=1e-3)
+    model = RecordsGradNorms([5, 4, 3], 2, 40, n_hidden=[8], gradient_clip_val=1e-3)
     model.norms = []
     loader = DataLoader(TensorRows(batch), batch_size=16, collate_fn=lambda b: b)
     trainer = L.Trainer(

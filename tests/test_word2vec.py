@@ -33,7 +33,7 @@ from tests.conftest import config, need_corpus, run_cli
 SKIPGRAM = config("word2vec_skipgram_wikitext2.yaml")
 CBOW = config("word2vec_cbow_wikitext2.yaml")
 TINY = [
-    "--model.init_args.embedding_dim=16",
+    "--model.init_args.n_embd=16",
     "--data.init_args.batch_size=512",
     "--trainer.max_epochs=2",
     "--trainer.limit_train_batches=6",
@@ -155,7 +155,7 @@ def test_huffman_codes_are_prefix_free_and_shorter_for_frequent_words():
 
 def test_hierarchical_softmax_probabilities_sum_to_one():
     torch.manual_seed(0)
-    model = Word2Vec(len(COUNTS), COUNTS.tolist(), embedding_dim=8, negative=0)
+    model = Word2Vec(len(COUNTS), COUNTS.tolist(), n_embd=8, negative=0)
     torch.nn.init.normal_(model.output_vectors.weight)  # a trained-looking tree, not all zeros
     h = torch.randn(5, 8)
     every_word = torch.arange(len(COUNTS))
@@ -185,7 +185,7 @@ def test_sgd_update_lowers_the_loss_of_its_batch_for_both_objectives():
 def test_sparse_adam_path_trains_through_sparse_gradients():
     ids = np.random.default_rng(0).integers(0, len(COUNTS), size=2000)
     batch = next(iter(examples(ids, negative=5)))
-    model = Word2Vec(len(COUNTS), embedding_dim=8, optimizer="sparse_adam")
+    model = Word2Vec(len(COUNTS), n_embd=8, optimizer="sparse_adam")
     optimizer = torch.optim.SparseAdam(list(model.parameters()), lr=0.05)
     before = model.loss(batch).mean()
     for _ in range(5):
@@ -202,7 +202,7 @@ def test_exported_vectors_load_in_gensim_with_the_same_neighbours(tmp_path):
 
     torch.manual_seed(0)
     words = [f"w{i}" for i in range(40)]
-    model = Word2Vec(len(words), embedding_dim=12)
+    model = Word2Vec(len(words), n_embd=12)
     path = save_word2vec_format(tmp_path / "vectors.txt", words, model.vectors)
     assert not list(tmp_path.glob(".*tmp"))  # the temporary file was renamed
     kv = KeyedVectors.load_word2vec_format(str(path))

@@ -23,8 +23,8 @@ class KVCache:
     """Keys and values of the positions seen so far, for one attention layer, preallocated to
     `max_len` so that each decoding step writes in place instead of concatenating."""
 
-    def __init__(self, batch: int, n_heads: int, max_len: int, head_dim: int, like: torch.Tensor):
-        shape = (batch, n_heads, max_len, head_dim)
+    def __init__(self, batch: int, n_head: int, max_len: int, head_dim: int, like: torch.Tensor):
+        shape = (batch, n_head, max_len, head_dim)
         self.k = torch.zeros(shape, dtype=like.dtype, device=like.device)
         self.v = torch.zeros(shape, dtype=like.dtype, device=like.device)
         self.length = 0
@@ -45,13 +45,13 @@ class KVCache:
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, d_model: int, n_heads: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if d_model % n_heads:
-            raise ValueError(f"d_model={d_model} must be divisible by n_heads={n_heads}")
-        self.d_model, self.n_heads, self.dropout = d_model, n_heads, dropout
-        self.in_proj = nn.Linear(d_model, 3 * d_model, bias=bias)  # [W_Q; W_K; W_V]
-        self.out_proj = nn.Linear(d_model, d_model, bias=bias)  # W^O
+        if n_embd % n_head:
+            raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
+        self.n_embd, self.n_head, self.dropout = n_embd, n_head, dropout
+        self.in_proj = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # [W_Q; W_K; W_V]
+        self.out_proj = nn.Linear(n_embd, n_embd, bias=bias)  # W^O
 
     def forward(
         self,
@@ -74,7 +74,7 @@ class MultiHeadAttention(nn.Module):
         `need_weights` also returns the attention weights [B, h, T, S] (computed without the
         fused kernel, which does not expose them: for attention maps, not for training).
         """
-        d = self.d_model
+        d = self.n_embd
         if memory is None and memory_kv is None:
             q, k, v = self.in_proj(query).split(d, dim=-1)
             q, k, v = (self._split_heads(t) for t in (q, k, v))
@@ -95,16 +95,16 @@ class MultiHeadAttention(nn.Module):
 
     def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         """Keys and values of `memory` [B, S, d], split into heads: two [B, h, S, d/h]."""
-        d, w, b = self.d_model, self.in_proj.weight, self.in_proj.bias
+        d, w, b = self.n_embd, self.in_proj.weight, self.in_proj.bias
         k, v = F.linear(memory, w[d:], None if b is None else b[d:]).split(d, dim=-1)
         return self._split_heads(k), self._split_heads(v)
 
     def new_cache(self, batch: int, max_len: int, like: torch.Tensor) -> KVCache:
-        return KVCache(batch, self.n_heads, max_len, self.d_model // self.n_heads, like)
+        return KVCache(batch, self.n_head, max_len, self.n_embd // self.n_head, like)
 
     def _split_heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, d] -> [B, h, T, d/h]
         B, T, _ = x.shape
-        return x.view(B, T, self.n_heads, -1).transpose(1, 2)
+        return x.view(B, T, self.n_head, -1).transpose(1, 2)
 
     @staticmethod
     def _merge_heads(x: torch.Tensor) -> torch.Tensor:  # [B, h, T, d/h] -> [B, T, d]
@@ -140,14 +140,14 @@ class AdditiveAttention(nn.Module):
     U h_j does not depend on the decoder step: `project_keys` computes it once per source.
     """
 
-    def __init__(self, query_size: int, key_size: int, attn_size: int):
+    def __init__(self, query_size: int, key_size: int, n_hidden: int):
         super().__init__()
-        self.query_proj = nn.Linear(query_size, attn_size, bias=False)  # W
-        self.key_proj = nn.Linear(key_size, attn_size)  # U, with the layer's one bias
-        self.score = nn.Linear(attn_size, 1, bias=False)  # v
+        self.query_proj = nn.Linear(query_size, n_hidden, bias=False)  # W
+        self.key_proj = nn.Linear(key_size, n_hidden)  # U, with the layer's one bias
+        self.score = nn.Linear(n_hidden, 1, bias=False)  # v
 
     def project_keys(self, keys: torch.Tensor) -> torch.Tensor:
-        """U h_j for every source position: [B, S, key_size] -> [B, S, attn_size]."""
+        """U h_j for every source position: [B, S, key_size] -> [B, S, n_hidden]."""
         return self.key_proj(keys)
 
     def forward(

@@ -23,7 +23,7 @@ import zlib
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any, Protocol, runtime_checkable
+from typing import Any, Literal, Protocol, get_args, runtime_checkable
 
 import torch
 from torch import nn
@@ -69,7 +69,8 @@ def evaluating(module: nn.Module) -> Iterator[None]:
         module.train(was_training)
 
 
-STRATEGIES = ("greedy", "sample", "beam")
+Strategy = Literal["greedy", "sample", "beam"]
+STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
 class TextCodec(Protocol):
@@ -83,7 +84,7 @@ class TextCodec(Protocol):
 
 
 def check_options(
-    strategy: str = "greedy",
+    strategy: Strategy = "greedy",
     temperature: float = 1.0,
     top_k: int | None = None,
     top_p: float | None = None,

@@ -28,13 +28,16 @@ bias_ih_l{k}, bias_hh_l{k}), so a state dict moves between the two implementatio
 from __future__ import annotations
 
 import math
+from typing import Literal, get_args
 
 import torch
 import torch.nn.functional as F
 from torch import nn
 
-CELLS = ("rnn_tanh", "rnn_relu", "gru", "lstm")
-IMPLS = ("torch", "scratch")
+Cell = Literal["rnn_tanh", "rnn_relu", "gru", "lstm"]
+Impl = Literal["torch", "scratch"]
+CELLS: tuple[str, ...] = get_args(Cell)
+IMPLS: tuple[str, ...] = get_args(Impl)
 GATES = {"rnn_tanh": 1, "rnn_relu": 1, "gru": 3, "lstm": 4}
 
 # The state of a stack: h [layers, B, H], or (h, c) for the LSTM, as torch's modules take it.
@@ -90,8 +93,9 @@ CELL_STEPS = {
 
 
 class Recurrent(nn.Module):
-    """`num_layers` layers of `cell` over a sequence, the hand-written twin of nn.RNN / nn.GRU /
-    nn.LSTM: same arguments, same parameter names and shapes, same inputs and outputs.
+    """`n_layer` layers of `cell` over a sequence, the hand-written twin of nn.RNN / nn.GRU /
+    nn.LSTM: the same arguments in the same order (torch's hidden_size and num_layers are
+    n_hidden and n_layer here), the same parameter names and shapes, inputs and outputs.
 
     Layer k reads the outputs of layer k - 1 (dropout between layers, not after the last, only
     in training) and starts from its slice of `state` (zeros when None).
@@ -99,10 +103,10 @@ class Recurrent(nn.Module):
 
     def __init__(
         self,
-        cell: str,
+        cell: Cell,
         input_size: int,
-        hidden_size: int,
-        num_layers: int = 1,
+        n_hidden: int,
+        n_layer: int = 1,
         dropout: float = 0.0,
         batch_first: bool = False,
     ):
@@ -110,20 +114,20 @@ class Recurrent(nn.Module):
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
         self.cell, self.step = cell, CELL_STEPS[cell]
-        self.input_size, self.hidden_size, self.num_layers = input_size, hidden_size, num_layers
+        self.input_size, self.n_hidden, self.n_layer = input_size, n_hidden, n_layer
         self.dropout, self.batch_first = dropout, batch_first
-        rows = GATES[cell] * hidden_size
-        for k in range(num_layers):
-            inputs = input_size if k == 0 else hidden_size
+        rows = GATES[cell] * n_hidden
+        for k in range(n_layer):
+            inputs = input_size if k == 0 else n_hidden
             self.register_parameter(f"weight_ih_l{k}", nn.Parameter(torch.empty(rows, inputs)))
-            self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(rows, hidden_size)))
+            self.register_parameter(f"weight_hh_l{k}", nn.Parameter(torch.empty(rows, n_hidden)))
             self.register_parameter(f"bias_ih_l{k}", nn.Parameter(torch.empty(rows)))
             self.register_parameter(f"bias_hh_l{k}", nn.Parameter(torch.empty(rows)))
         self.reset_parameters()
 
     def reset_parameters(self) -> None:
-        """torch's initialisation: every weight and bias uniform in +-1/sqrt(hidden_size)."""
-        bound = 1.0 / math.sqrt(self.hidden_size)
+        """torch's initialisation: every weight and bias uniform in +-1/sqrt(n_hidden)."""
+        bound = 1.0 / math.sqrt(self.n_hidden)
         for p in self.parameters():
             nn.init.uniform_(p, -bound, bound)
 
@@ -138,10 +142,10 @@ class Recurrent(nn.Module):
         if self.batch_first:
             x = x.transpose(0, 1)
         if state is None:
-            zeros = x.new_zeros(self.num_layers, x.size(1), self.hidden_size)
+            zeros = x.new_zeros(self.n_layer, x.size(1), self.n_hidden)
             state = (zeros, zeros) if self.cell == "lstm" else zeros
         finals = []
-        for k in range(self.num_layers):
+        for k in range(self.n_layer):
             if k > 0:
                 x = F.dropout(x, self.dropout, self.training)
             layer_state = (state[0][k], state[1][k]) if self.cell == "lstm" else state[k]
@@ -165,37 +169,40 @@ class Recurrent(nn.Module):
 
     def extra_repr(self) -> str:
         return (
-            f"{self.cell}, {self.input_size}, {self.hidden_size}, num_layers={self.num_layers}, "
+            f"{self.cell}, {self.input_size}, {self.n_hidden}, n_layer={self.n_layer}, "
             f"dropout={self.dropout}, batch_first={self.batch_first}"
         )
 
 
 def make_recurrent(
-    cell: str,
-    impl: str,
+    cell: Cell,
+    impl: Impl,
     input_size: int,
-    hidden_size: int,
-    num_layers: int = 1,
+    n_hidden: int,
+    n_layer: int = 1,
     dropout: float = 0.0,
     batch_first: bool = False,
 ) -> nn.Module:
     """A stack of `cell` layers: torch's fused module (`impl="torch"`) or `Recurrent`
-    (`"scratch"`). Both take and return the same tensors and share parameter names."""
+    (`"scratch"`). Both take and return the same tensors and share parameter names.
+
+    The choices are checked here too: a model built in Python is not validated by the CLI's
+    parser, and an unknown `impl` would otherwise quietly get torch's module."""
     if impl not in IMPLS:
         raise ValueError(f"unknown impl {impl!r}; choose one of {', '.join(IMPLS)}")
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
     if impl == "scratch":
-        return Recurrent(cell, input_size, hidden_size, num_layers, dropout, batch_first)
+        return Recurrent(cell, input_size, n_hidden, n_layer, dropout, batch_first)
     # torch warns about dropout with a single layer (there is nothing between layers to drop).
     args = dict(
-        num_layers=num_layers, dropout=dropout if num_layers > 1 else 0.0, batch_first=batch_first
+        num_layers=n_layer, dropout=dropout if n_layer > 1 else 0.0, batch_first=batch_first
     )
     if cell == "lstm":
-        return nn.LSTM(input_size, hidden_size, **args)
+        return nn.LSTM(input_size, n_hidden, **args)
     if cell == "gru":
-        return nn.GRU(input_size, hidden_size, **args)
-    return nn.RNN(input_size, hidden_size, nonlinearity=cell.removeprefix("rnn_"), **args)
+        return nn.GRU(input_size, n_hidden, **args)
+    return nn.RNN(input_size, n_hidden, nonlinearity=cell.removeprefix("rnn_"), **args)
 
 
 def detach_state(state: State | None) -> State | None:

@@ -8,12 +8,15 @@ adds cross-attention to the encoder's output between its self-attention and its 
 
 from __future__ import annotations
 
+from typing import Literal
+
 import torch
 from torch import nn
 
 from lit_models.modules.attention import KVCache, MultiHeadAttention
 
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}
+Activation = Literal["gelu", "relu"]
+ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}  # torch's module of each Activation
 
 
 class FeedForward(nn.Module):
@@ -21,20 +24,21 @@ class FeedForward(nn.Module):
 
     def __init__(
         self,
-        d_model: int,
-        d_ff: int,
+        n_embd: int,
+        n_ff: int,
         dropout: float = 0.0,
         bias: bool = True,
-        activation: str = "gelu",
+        activation: Activation = "gelu",
     ):
         super().__init__()
+        # Checked here as well: a block built in Python is not validated by the CLI's parser.
         if activation not in ACTIVATIONS:
             raise ValueError(
                 f"activation={activation!r} is not known; choose one of {', '.join(ACTIVATIONS)}"
             )
-        self.fc = nn.Linear(d_model, d_ff, bias=bias)
+        self.fc = nn.Linear(n_embd, n_ff, bias=bias)
         self.act = ACTIVATIONS[activation]()
-        self.proj = nn.Linear(d_ff, d_model, bias=bias)
+        self.proj = nn.Linear(n_ff, n_embd, bias=bias)
         self.dropout = nn.Dropout(dropout)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
@@ -47,21 +51,21 @@ class TransformerBlock(nn.Module):
 
     def __init__(
         self,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
+        n_embd: int,
+        n_head: int,
+        n_ff: int,
         dropout: float = 0.0,
         bias: bool = True,
         norm_first: bool = True,
-        activation: str = "gelu",
+        activation: Activation = "gelu",
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.ln_attn = nn.LayerNorm(d_model, bias=bias)
-        self.attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias)
+        self.ln_attn = nn.LayerNorm(n_embd, bias=bias)
+        self.attn = MultiHeadAttention(n_embd, n_head, dropout=dropout, bias=bias)
         self.attn_dropout = nn.Dropout(dropout)
-        self.ln_ff = nn.LayerNorm(d_model, bias=bias)
-        self.ff = FeedForward(d_model, d_ff, dropout=dropout, bias=bias, activation=activation)
+        self.ln_ff = nn.LayerNorm(n_embd, bias=bias)
+        self.ff = FeedForward(n_embd, n_ff, dropout=dropout, bias=bias, activation=activation)
 
     def forward(
         self,
@@ -91,22 +95,22 @@ class TransformerDecoderBlock(nn.Module):
 
     def __init__(
         self,
-        d_model: int,
-        n_heads: int,
-        d_ff: int,
+        n_embd: int,
+        n_head: int,
+        n_ff: int,
         dropout: float = 0.0,
         bias: bool = True,
         norm_first: bool = True,
-        activation: str = "relu",
+        activation: Activation = "relu",
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.ln_self = nn.LayerNorm(d_model, bias=bias)
-        self.self_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias)
-        self.ln_cross = nn.LayerNorm(d_model, bias=bias)
-        self.cross_attn = MultiHeadAttention(d_model, n_heads, dropout=dropout, bias=bias)
-        self.ln_ff = nn.LayerNorm(d_model, bias=bias)
-        self.ff = FeedForward(d_model, d_ff, dropout=dropout, bias=bias, activation=activation)
+        self.ln_self = nn.LayerNorm(n_embd, bias=bias)
+        self.self_attn = MultiHeadAttention(n_embd, n_head, dropout=dropout, bias=bias)
+        self.ln_cross = nn.LayerNorm(n_embd, bias=bias)
+        self.cross_attn = MultiHeadAttention(n_embd, n_head, dropout=dropout, bias=bias)
+        self.ln_ff = nn.LayerNorm(n_embd, bias=bias)
+        self.ff = FeedForward(n_embd, n_ff, dropout=dropout, bias=bias, activation=activation)
         self.dropout = nn.Dropout(dropout)
 
     def forward(
