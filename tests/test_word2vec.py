@@ -243,9 +243,7 @@ def test_skipgram_config_trains_logs_neighbours_scores_and_exports_for_gensim(tm
         ": family\nman woman king queen\nhe she his her\nman woman qqzz king\n"
     )
     (tmp_path / "callbacks.yaml").write_text(
-        "trainer:\n  callbacks:\n"
-        "    - class_path: lightning.pytorch.callbacks.ModelCheckpoint\n"
-        "      init_args: {filename: last, enable_version_counter: false}\n"
+        "trainer:\n  callbacks:\n"  # last.ckpt comes from configs/defaults.yaml
         "    - class_path: callbacks.word_neighbours.WordNeighbours\n"
         "      init_args: {probe_words: [king, qqzz], k: 5, similarity_file: sim.txt, analogy_file: analogy.txt}\n"
     )
