@@ -18,6 +18,14 @@ import torch
 from core.files import atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
+RESULTS = ROOT / "bench" / "results"
+# Trainer options of an in-process timing run: no logger, checkpoints, progress bar or summary.
+QUIET_TRAINER = {
+    "logger": False,
+    "enable_checkpointing": False,
+    "enable_progress_bar": False,
+    "enable_model_summary": False,
+}
 
 
 def cpu_model() -> str:
@@ -46,6 +54,23 @@ def machine_info() -> dict:
 
 def write_json_atomic(path: Path, data: dict) -> None:
     atomic_write_text(path, json.dumps(data, indent=2) + "\n")
+
+
+def command_line() -> str:
+    """How this benchmark was started, for its report: `python bench/<script> ARGS`."""
+    return f"python bench/{Path(sys.argv[0]).name} " + " ".join(sys.argv[1:])
+
+
+def results_file(out: Path | None, name: str, quick: bool) -> Path:
+    """`out`, else bench/results/<name>.json; a quick check writes <name>-quick.json, so that
+    it never overwrites the real figures."""
+    return out or RESULTS / (f"{name}-quick.json" if quick else f"{name}.json")
+
+
+def write_report(out: Path, **fields) -> None:
+    """A quality benchmark's report in `out`: the command line that ran it, then `fields`."""
+    write_json_atomic(out, {"command": command_line(), **fields})
+    print(f"\nwritten: {out}")
 
 
 def cli(args: list[str], cwd: Path, env: dict[str, str]) -> tuple[float, str]:

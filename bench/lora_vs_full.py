@@ -43,7 +43,7 @@ from pathlib import Path
 
 import lightning
 import torch
-from common import machine_info, write_json_atomic
+from common import command_line, machine_info, write_json_atomic
 
 from core.constants import IGNORE_INDEX
 from datamodules.chat import ChatDataModule
@@ -263,7 +263,7 @@ def main() -> None:
     write_json_atomic(
         Path(args.out),
         {
-            "command": "python bench/lora_vs_full.py " + " ".join(sys.argv[1:]),
+            "command": command_line(),
             "machine": machine_info(),
             "settings": {
                 "base": args.base or f"pretrained here, {args.pretrain_steps} steps",

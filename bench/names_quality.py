@@ -25,12 +25,11 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import sys
 from pathlib import Path
 
 import torch
 import yaml
-from common import cli, cli_test, machine_info, write_json_atomic
+from common import cli, cli_test, machine_info, results_file, write_report
 
 from datamodules import NamesDataModule
 from lit_models import MLPLanguageModel, WaveNetLanguageModel
@@ -40,7 +39,6 @@ ROOT = Path(__file__).resolve().parents[1]
 
 TARGETS = {"mlp_names": 2.17, "wavenet_names": 1.99}  # val loss, nats per character
 MODELS = {"mlp_names": MLPLanguageModel, "wavenet_names": WaveNetLanguageModel}
-RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "bench" / "runs" / "names_quality"
 
 
@@ -97,9 +95,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per run")
     parser.add_argument("--out", type=Path, help="default: bench/results/names_quality.json")
     args = parser.parse_args()
-    out = args.out or RESULTS / (
-        "names_quality-quick.json" if args.max_steps else "names_quality.json"
-    )
+    out = results_file(args.out, "names_quality", quick=bool(args.max_steps))
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     torch.set_num_threads(args.threads)
 
@@ -116,13 +112,7 @@ def main() -> None:
             f"{r['parameters']:>7} {r['fit_seconds']:>8.0f}s"
         )
         print(f"    {' '.join(r['samples'])}")
-    report = {
-        "command": "python bench/names_quality.py " + " ".join(sys.argv[1:]),
-        "machine": machine_info(),
-        "runs": runs,
-    }
-    write_json_atomic(out, report)
-    print(f"\nwritten: {out}")
+    write_report(out, machine=machine_info(), runs=runs)
 
 
 if __name__ == "__main__":

@@ -15,12 +15,11 @@ from __future__ import annotations
 
 import argparse
 import statistics
-import sys
 from pathlib import Path
 
 import torch
 import torch.nn.functional as F
-from common import machine_info, write_json_atomic
+from common import command_line, machine_info, write_json_atomic
 
 from datamodules import TinyShakespeareDataModule
 from lit_models import GPT
@@ -81,7 +80,7 @@ def main() -> None:
     write_json_atomic(
         Path(args.out),
         {
-            "command": "python bench/nanogpt_estimate.py " + " ".join(sys.argv[1:]),
+            "command": command_line(),
             "machine": machine_info(),
             "checkpoint": args.ckpt,
             "repeats": args.repeats,

@@ -24,17 +24,15 @@ import argparse
 import datetime
 import os
 import re
-import sys
 from pathlib import Path
 
 import torch
-from common import cli, cli_test, machine_info, write_json_atomic
+from common import cli, cli_test, machine_info, results_file, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
 CONFIG = "sentiment_lstm_sst2"
 TARGET_ACC = 0.85
-RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "bench" / "runs" / "sentiment_quality"
 
 
@@ -57,9 +55,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads")
     parser.add_argument("--out", type=Path, help="default: bench/results/sentiment_quality.json")
     args = parser.parse_args()
-    out = args.out or RESULTS / (
-        "sentiment_quality-quick.json" if args.max_steps else "sentiment_quality.json"
-    )
+    out = results_file(args.out, "sentiment_quality", quick=bool(args.max_steps))
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     config = ROOT / "configs" / f"{CONFIG}.yaml"
     folder = RUNS / f"{CONFIG}-{datetime.datetime.now():%Y%m%d-%H%M%S}"
@@ -104,14 +100,12 @@ def main() -> None:
         f"{'yes' if run['meets_target'] else 'NO':>3} {run['test_run_dev_f1'] or float('nan'):>6.4f} "
         f"{run['fit_seconds']:>6.0f}s"
     )
-    report = {
-        "command": "python bench/sentiment_quality.py " + " ".join(sys.argv[1:]),
-        "note": "SST-2 test labels are hidden: validation and test both read dev.tsv",
-        "machine": machine_info(),
-        "runs": [run],
-    }
-    write_json_atomic(out, report)
-    print(f"\nwritten: {out}")
+    write_report(
+        out,
+        note="SST-2 test labels are hidden: validation and test both read dev.tsv",
+        machine=machine_info(),
+        runs=[run],
+    )
 
 
 if __name__ == "__main__":

@@ -39,7 +39,7 @@ import lightning as L
 import torch
 import torch.nn.functional as F
 import yaml
-from common import cpu_model, write_json_atomic
+from common import QUIET_TRAINER, cpu_model, write_json_atomic
 
 from core.constants import IGNORE_INDEX
 from datamodules import TinyShakespeareDataModule
@@ -119,10 +119,7 @@ def run_lightning(args, model_args: dict, data_args: dict) -> dict:
         limit_val_batches=0,
         num_sanity_val_steps=0,
         gradient_clip_val=CLIP,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        **QUIET_TRAINER,
         callbacks=[timer],
     )
     trainer.fit(model, datamodule=dm)

@@ -38,12 +38,11 @@ import argparse
 import datetime
 import json
 import os
-import sys
 import time
 from pathlib import Path
 
 import torch
-from common import cli, cli_test, machine_info, write_json_atomic
+from common import cli, cli_test, machine_info, results_file, write_json_atomic, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -55,7 +54,6 @@ TARGETS = {
     "transformer_tatoeba_zh_en": None,
 }
 DEFAULT_CONFIGS = ["seq2seq_multi30k", "seq2seq_attention_multi30k", "transformer_multi30k"]
-RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "bench" / "runs" / "translation_quality"
 
 
@@ -202,9 +200,7 @@ def main() -> None:
     args = parser.parse_args()
     limits = (args.limit_train_batches, args.limit_val_batches, args.limit_test_batches)
     quick = any(limits) or bool(args.set)
-    out = args.out or RESULTS / (
-        "translation_quality-quick.json" if quick else "translation_quality.json"
-    )
+    out = results_file(args.out, "translation_quality", quick)
     env = dict(os.environ)
     if args.threads:
         env["OMP_NUM_THREADS"] = str(args.threads)
@@ -227,14 +223,9 @@ def main() -> None:
             f"{r['test_bleu']:>5.1f} {r['test_bleu_tok']:>8.1f} "
             f"{target:>6} {ok:>3} {r['parameters']:>9} {r['fit_seconds']:>8.0f}s"
         )
-    report = {
-        "command": "python bench/translation_quality.py " + " ".join(sys.argv[1:]),
-        "machine": machine_info(),
-        "bleu_scale": "0..100, as the notebooks print it",
-        "runs": runs,
-    }
-    write_json_atomic(out, report)
-    print(f"\nwritten: {out}")
+    write_report(
+        out, machine=machine_info(), bleu_scale="0..100, as the notebooks print it", runs=runs
+    )
 
 
 if __name__ == "__main__":

@@ -23,18 +23,16 @@ from __future__ import annotations
 import argparse
 import datetime
 import os
-import sys
 from pathlib import Path
 
 import torch
 import yaml
-from common import cli, cli_test, machine_info, write_json_atomic
+from common import cli, cli_test, machine_info, results_file, write_report
 
 ROOT = Path(__file__).resolve().parents[1]
 
 CONFIGS = ("wide_deep_adult", "wide_only_adult", "deep_only_adult")
 TARGET_ACC = {"wide_deep_adult": 0.85}  # the baselines are for comparison, without a target
-RESULTS = ROOT / "bench" / "results"
 RUNS = ROOT / "bench" / "runs" / "wide_deep_quality"
 
 
@@ -81,9 +79,7 @@ def main() -> None:
     parser.add_argument("--threads", type=int, default=1, help="intra-op threads per run")
     parser.add_argument("--out", type=Path, help="default: bench/results/wide_deep_quality.json")
     args = parser.parse_args()
-    out = args.out or RESULTS / (
-        "wide_deep_quality-quick.json" if args.max_epochs else "wide_deep_quality.json"
-    )
+    out = results_file(args.out, "wide_deep_quality", quick=bool(args.max_epochs))
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads)}
     torch.set_num_threads(args.threads)
 
@@ -101,15 +97,13 @@ def main() -> None:
             f"{r['val_loss']:>8.4f} {r['test_acc']:>8.4f} {target:>6} {r['test_auroc']:>10.4f} "
             f"{r['parameters']:>7} {r['fit_seconds']:>7.0f}s{ok}"
         )
-    report = {
-        "command": "python bench/wide_deep_quality.py " + " ".join(sys.argv[1:]),
-        "machine": machine_info(),
-        "data": "UCI Adult adult.data, seeded 80/10/10 split (split_seed 42): "
+    write_report(
+        out,
+        machine=machine_info(),
+        data="UCI Adult adult.data, seeded 80/10/10 split (split_seed 42): "
         "26,048 / 3,256 / 3,257 rows",
-        "runs": runs,
-    }
-    write_json_atomic(out, report)
-    print(f"\nwritten: {out}")
+        runs=runs,
+    )
 
 
 if __name__ == "__main__":

@@ -28,7 +28,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from common import machine_info, write_json_atomic
+from common import QUIET_TRAINER, machine_info, write_json_atomic
 
 from datamodules.word2vec import Word2VecDataModule
 from lit_models.word2vec import Word2Vec
@@ -96,10 +96,7 @@ def train_suite(data_dir: str, batch_size: int):
         max_epochs=SETTINGS["epochs"],
         limit_val_batches=0,
         num_sanity_val_steps=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+        **QUIET_TRAINER,
     )
     start = time.perf_counter()
     trainer.fit(model, data)

@@ -358,8 +358,7 @@ class AdultDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
 
     # --- CorpusFolder ---------------------------------------------------------------------
     def local_files(self) -> dict[str, Path] | None:
-        path = self.data_dir / self.file_name
-        return {"rows": path} if path.is_file() else None
+        return self.files_present({"rows": self.file_name})
 
     def expected_files(self) -> list[str]:
         return [self.file_name]

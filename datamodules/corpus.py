@@ -45,6 +45,12 @@ class CorpusFolder:
         """Download the corpus into `data_dir` (only called when it is missing)."""
         raise NotImplementedError
 
+    def files_present(self, names: dict) -> dict | None:
+        """`names` (key: file name) as paths in `data_dir`, or None unless every one is a file:
+        what `local_files` returns for a corpus of fixed file names."""
+        files = {key: self.data_dir / name for key, name in names.items()}
+        return files if all(path.is_file() for path in files.values()) else None
+
     @property
     def files(self):
         files = self.local_files()

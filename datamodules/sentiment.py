@@ -358,8 +358,7 @@ class SST2DataModule(SentimentDataModule):
     source_url = "https://huggingface.co"
 
     def local_files(self) -> dict[str, Path] | None:
-        files = {split: self.data_dir / name for split, name in SST2_FILES.items()}
-        return files if all(p.is_file() for p in files.values()) else None
+        return self.files_present(SST2_FILES)
 
     def expected_files(self) -> list[str]:
         return list(SST2_FILES.values())
@@ -403,8 +402,7 @@ class RTPolarityDataModule(SentimentDataModule):
         self.split_seed = split_seed
 
     def local_files(self) -> dict[int, Path] | None:
-        files = {label: self.data_dir / name for label, name in RT_FILES.items()}
-        return files if all(p.is_file() for p in files.values()) else None
+        return self.files_present(RT_FILES)
 
     def expected_files(self) -> list[str]:
         return list(RT_FILES.values())

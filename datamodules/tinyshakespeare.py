@@ -72,8 +72,7 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
         )
 
     def local_files(self) -> dict[str, Path] | None:
-        path = self.data_dir / FILE_NAME
-        return {"text": path} if path.is_file() else None
+        return self.files_present({"text": FILE_NAME})
 
     def expected_files(self) -> list[str]:
         return [FILE_NAME]

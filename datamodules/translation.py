@@ -207,19 +207,7 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         self._sentences: dict[str, dict[str, list[str]]] = {}
         self._encoded: dict[str, dict[str, list[list[int]]]] = {}
 
-    # --- what a corpus subclass provides -------------------------------------------------
-    def local_files(self) -> list[Path] | None:
-        """The corpus files found in `data_dir`, or None when the corpus is not there."""
-        raise NotImplementedError
-
-    def expected_files(self) -> list[str]:
-        """File names looked for, for the error message when the corpus is missing."""
-        raise NotImplementedError
-
-    def fetch(self) -> None:
-        """Download the corpus into `data_dir` (only called when it is missing)."""
-        raise NotImplementedError
-
+    # --- what a corpus subclass provides (and CorpusFolder's local_files, expected_files, fetch)
     def read_splits(self, files: list[Path]) -> dict[str, dict[str, list[str]]]:
         """{split: {language: sentences}} for the splits train, val and test; line i of one
         language translates line i of the other."""

@@ -106,8 +106,8 @@ class WikiText2DataModule(LanguageModelingDataModule):
 
     def local_files(self) -> dict[str, Path] | None:
         for layout in self._layouts():
-            files = {s: self.data_dir / name for s, name in layout.items()}
-            if all(f.is_file() for f in files.values()):
+            files = self.files_present(layout)
+            if files is not None:
                 return files
         return None
 

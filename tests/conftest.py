@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import atexit
+import csv
 import io
 import logging
 import os
@@ -78,6 +79,17 @@ def shakespeare_dir() -> Path:
 @pytest.fixture
 def wikitext_dir() -> Path:
     return need_corpus("wikitext-2-mini")
+
+
+@pytest.fixture
+def online(monkeypatch):
+    """A network as far as the corpora can tell (the hub calls themselves are the test's fakes:
+    these machines reach no hub)."""
+    from datamodules import corpus
+
+    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
+    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
+    monkeypatch.setattr(corpus, "reachable", lambda url, timeout=5.0: True)
 
 
 @pytest.fixture(autouse=True)
@@ -242,3 +254,41 @@ def _finish_wandb() -> None:
 
 def config(name: str) -> str:
     return str(ROOT / "configs" / name)
+
+
+def logged_metrics(save_dir: Path) -> dict[str, float]:
+    """The last value of every metric in the one CSVLogger file under `save_dir`."""
+    (path,) = save_dir.rglob("metrics.csv")
+    values: dict[str, float] = {}
+    with path.open() as f:
+        for row in csv.DictReader(f):
+            values.update({k: float(v) for k, v in row.items() if v != ""})
+    return values
+
+
+def quiet_trainer(**kwargs):
+    """A Lightning Trainer that writes and prints nothing: no logger, checkpoints, progress
+    bar or model summary; `kwargs` go to the Trainer."""
+    import lightning as L  # here: conftest itself stays free of Lightning's imports
+
+    return L.Trainer(
+        logger=False,
+        enable_checkpointing=False,
+        enable_progress_bar=False,
+        enable_model_summary=False,
+        **kwargs,
+    )
+
+
+def overfit(model, batch: dict, optimizer, steps: int, schedule=None) -> float:
+    """`steps` optimiser steps of `model.token_nll` on the one `batch` (and of `schedule`,
+    when given); returns the mean loss before the first."""
+    first = model.token_nll(batch).mean().item()
+    for _ in range(steps):
+        loss = model.token_nll(batch).mean()
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        if schedule is not None:
+            schedule.step()
+    return first

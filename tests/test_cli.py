@@ -3,7 +3,6 @@ shared corpora, the files a run leaves behind, and the one-line errors for bad i
 
 from __future__ import annotations
 
-import csv
 import math
 from pathlib import Path
 
@@ -16,6 +15,7 @@ from tests.conftest import (
     SHARED_DATA,
     TINY_GPT,
     config,
+    logged_metrics,
     need_corpus,
     run_cli,
     run_cli_subprocess,
@@ -24,16 +24,6 @@ from tests.conftest import (
 SHAKESPEARE = config("gpt_shakespeare_char.yaml")
 WIKITEXT = config("gpt_wikitext2.yaml")
 CSV_LOGGER = ["--trainer.logger=CSVLogger", "--trainer.logger.save_dir=csv"]
-
-
-def logged_metrics(save_dir: Path) -> dict[str, float]:
-    """The last value of every metric in the one CSVLogger file under `save_dir`."""
-    (path,) = save_dir.rglob("metrics.csv")
-    values: dict[str, float] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            values.update({k: float(v) for k, v in row.items() if v != ""})
-    return values
 
 
 def the_run(root: Path) -> Path:
@@ -75,6 +65,12 @@ def shakespeare_run(tmp_path_factory) -> Path:
     return the_run(folder)
 
 
+def csv_logged(*args: str, env: dict[str, str] | None = None) -> dict[str, float]:
+    """`main.py ARGS` logging to a CSVLogger in ./csv: the last value of each metric it logged."""
+    run_cli(*args, *CSV_LOGGER, env=env)
+    return logged_metrics(Path("csv"))
+
+
 def same_cache(run: Path) -> dict[str, str]:
     """The fit's token cache for a later command on its checkpoint: the corpus is encoded
     once for the module, not once per test."""
@@ -100,9 +96,8 @@ def test_fit_saves_best_and_last_checkpoints_beside_the_resolved_config(shakespe
 
 def test_test_reports_finite_loss_and_perplexity_of_the_checkpoint(shakespeare_run):
     last = shakespeare_run / "checkpoints" / "last.ckpt"
-    args = ["test", "--config", SHAKESPEARE, *TINY_GPT, *CSV_LOGGER, f"--ckpt_path={last}"]
-    run_cli(*args, env=same_cache(shakespeare_run))
-    metrics = logged_metrics(Path("csv"))
+    args = ["test", "--config", SHAKESPEARE, *TINY_GPT, f"--ckpt_path={last}"]
+    metrics = csv_logged(*args, env=same_cache(shakespeare_run))
     assert_lm_metrics(metrics, "test")
     # Tiny Shakespeare tests on its validation text: the same 4 batches that fit validated
     # at step 20, so the weights restored from last.ckpt give the same loss.
@@ -112,9 +107,9 @@ def test_test_reports_finite_loss_and_perplexity_of_the_checkpoint(shakespeare_r
 def test_validate_with_the_saved_config_reproduces_the_val_loss(shakespeare_run):
     last = shakespeare_run / "checkpoints" / "last.ckpt"
     saved = shakespeare_run / "config.yaml"
-    args = ["validate", "--config", str(saved), *CSV_LOGGER, f"--ckpt_path={last}"]
-    run_cli(*args, env=same_cache(shakespeare_run))
-    metrics = logged_metrics(Path("csv"))
+    metrics = csv_logged(
+        "validate", "--config", str(saved), f"--ckpt_path={last}", env=same_cache(shakespeare_run)
+    )
     assert_lm_metrics(metrics, "val")
     assert metrics["val/loss"] == pytest.approx(checkpoint_val_loss(last), rel=1e-5)
 
@@ -171,8 +166,7 @@ def test_fit_then_test_on_wikitext2(wikitext_dir):
     assert saved["data"]["init_args"]["tokenizer"] == "word"
 
     last = run / "checkpoints" / "last.ckpt"
-    run_cli("test", "--config", WIKITEXT, *TINY_GPT, data, *CSV_LOGGER, f"--ckpt_path={last}")
-    metrics = logged_metrics(Path("csv"))
+    metrics = csv_logged("test", "--config", WIKITEXT, *TINY_GPT, data, f"--ckpt_path={last}")
     assert_lm_metrics(metrics, "test")
     # Word tokens are WikiText's words (one <eos> per line): word perplexity is perplexity.
     assert metrics["test/word_ppl"] == pytest.approx(metrics["test/ppl"], rel=1e-5)

@@ -69,16 +69,21 @@ def test_greedy_is_not_optimal_and_beam_search_finds_the_likelier_sequence():
     assert best.log_prob > math.log(0.6 * 0.34)  # greedy's best completion
 
 
-def test_beam_search_returns_n_best_sorted_with_scores():
-    hyps = beam_search(
+def trap_hypotheses(num_beams: int, length_penalty: float, n_best: int):
+    """Beam search over TRAP from C, up to 5 new tokens."""
+    return beam_search(
         MarkovModel(TRAP),
         [C],
-        num_beams=3,
+        num_beams=num_beams,
         max_new_tokens=5,
-        length_penalty=0.0,
+        length_penalty=length_penalty,
         eos_id=EOS,
-        n_best=3,
+        n_best=n_best,
     )
+
+
+def test_beam_search_returns_n_best_sorted_with_scores():
+    hyps = trap_hypotheses(num_beams=3, length_penalty=0.0, n_best=3)
     assert len(hyps) == 3
     assert [h.score for h in hyps] == sorted((h.score for h in hyps), reverse=True)
     assert all(
@@ -87,15 +92,7 @@ def test_beam_search_returns_n_best_sorted_with_scores():
 
 
 def test_length_penalty_normalises_by_length():
-    hyps = beam_search(
-        MarkovModel(TRAP),
-        [C],
-        num_beams=2,
-        max_new_tokens=5,
-        length_penalty=1.0,
-        eos_id=EOS,
-        n_best=2,
-    )
+    hyps = trap_hypotheses(num_beams=2, length_penalty=1.0, n_best=2)
     for h in hyps:
         steps = len(h.tokens) + 1  # + the end token
         assert h.score == pytest.approx(h.log_prob / steps, rel=1e-5)

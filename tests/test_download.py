@@ -18,13 +18,6 @@ WIKI_ROWS = {
 }
 
 
-@pytest.fixture
-def online(monkeypatch):
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(corpus, "reachable", lambda url, timeout=5.0: True)
-
-
 def test_wikitext2_is_fetched_from_the_hub_into_the_data_folder(tmp_path, online, monkeypatch):
     calls = []
 

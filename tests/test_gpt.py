@@ -10,6 +10,7 @@ import torch
 
 from lit_models import GPT
 from lit_models.optim import WarmupCosineSchedule, adamw_decaying_matrices, warmup_cosine_factor
+from tests.conftest import overfit
 
 VOCAB, BLOCK = 16, 16
 
@@ -36,13 +37,7 @@ def test_overfits_a_single_batch():
     config = model.configure_optimizers()
     optimizer, schedule = config["optimizer"], config["lr_scheduler"]["scheduler"]
     model.train()
-    first = model.token_nll(batch).mean().item()
-    for _ in range(100):
-        loss = model.token_nll(batch).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
-        schedule.step()
+    first = overfit(model, batch, optimizer, steps=100, schedule=schedule)
     assert first > 2.0  # about ln(16) at the start
     assert model.token_nll(batch).mean().item() < 0.1
 

@@ -10,6 +10,7 @@ import torch.nn.functional as F
 from torchmetrics.text import Perplexity
 
 from lit_models.metrics import LanguageModelMetrics
+from tests.conftest import quiet_trainer
 
 IGNORE = -100
 
@@ -113,8 +114,6 @@ def test_model_evaluation_feeds_the_metric():
 
 
 def test_language_model_logs_each_metric_once_and_loss_and_ppl_on_the_progress_bar():
-    import lightning as L
-
     from lit_models import GPT
 
     torch.manual_seed(0)
@@ -126,13 +125,7 @@ def test_language_model_logs_each_metric_once_and_loss_and_ppl_on_the_progress_b
     }
     batch["target_words"][0, 0] = 1  # at least one word
     loader = torch.utils.data.DataLoader([batch], batch_size=None)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    trainer = quiet_trainer(accelerator="cpu")
     model = GPT(vocab_size=13, block_size=8, n_layer=1, n_head=2, n_embd=16)
     (val,) = trainer.validate(model, loader, verbose=False)
     assert set(val) == {"val/loss", "val/ppl", "val/word_ppl", "val/bpc"}

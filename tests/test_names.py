@@ -21,7 +21,7 @@ from datamodules.names import ContextWindows, context_windows, read_names, split
 from lit_models import MLPLanguageModel, WaveNetLanguageModel
 from lit_models.mlp_lm import sample_names
 from lit_models.modules.decoding import generate_text, generate_text_beam_search
-from tests.conftest import config, need_corpus, run_cli
+from tests.conftest import config, need_corpus, overfit, run_cli
 
 VOCAB = 27
 LN_VOCAB = math.log(VOCAB)  # the loss of a uniform guess, 3.2958
@@ -219,12 +219,7 @@ def test_overfits_a_single_batch(kind):
     contexts[:, -2] = torch.arange(32) // (VOCAB - 1) + 1
     batch = {"input_ids": contexts, "targets": torch.randint(0, VOCAB, (32, 1), generator=g)}
     optimizer = torch.optim.AdamW(model.parameters(), lr=1e-2)
-    first = model.token_nll(batch).mean().item()
-    for _ in range(150):
-        loss = model.token_nll(batch).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    first = overfit(model, batch, optimizer, steps=150)
     assert first > 3.0
     assert model.token_nll(batch).mean().item() < 0.05
 

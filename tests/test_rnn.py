@@ -28,7 +28,7 @@ from lit_models.modules.recurrent import (
     rnn_relu_cell,
     rnn_tanh_cell,
 )
-from tests.conftest import config, need_corpus, run_cli
+from tests.conftest import config, need_corpus, overfit, run_cli
 
 IGNORE = -100
 VOCAB = 16
@@ -136,12 +136,7 @@ def test_each_cell_overfits_a_single_batch(cell):
     batch = _distinct_start_batch()
     optimizer = model.configure_optimizers()["optimizer"]
     model.train()
-    first = model.token_nll(batch).mean().item()
-    for _ in range(150):
-        loss = model.token_nll(batch).mean()
-        optimizer.zero_grad()
-        loss.backward()
-        optimizer.step()
+    first = overfit(model, batch, optimizer, steps=150)
     assert first > 2.0  # about ln(16) at the start
     assert model.token_nll(batch).mean().item() < 0.1
 

@@ -24,7 +24,7 @@ from datamodules.tokenizers import (
     translation_tokens,
 )
 from datamodules.translation import collate_pairs
-from tests.conftest import need_corpus
+from tests.conftest import need_corpus, quiet_trainer
 
 SENTENCES = [
     "Two young, White males are outside near many bushes.",
@@ -479,16 +479,8 @@ def test_ddp_training_epochs_are_disjoint_shards_in_a_new_order(tmp_path):
     en = [f"sentence number {i}." for i in range(24)]
     write_multi30k(corpus, {"train": (de, en), "val": (de[:4], en[:4]), "test": (de[:4], en[:4])})
     dm = Multi30kDataModule(data_dir=str(corpus), min_freq=1, batch_size=4)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        strategy="ddp_spawn",
-        devices=2,
-        max_epochs=2,
-        limit_val_batches=0,
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
+    trainer = quiet_trainer(
+        accelerator="cpu", strategy="ddp_spawn", devices=2, max_epochs=2, limit_val_batches=0
     )
     trainer.fit(_RecordingModel(str(tmp_path)), dm)
     seen = [json.loads((tmp_path / f"rank{r}.json").read_text()) for r in (0, 1)]
@@ -502,15 +494,6 @@ def test_ddp_training_epochs_are_disjoint_shards_in_a_new_order(tmp_path):
 
 
 # --- downloading (the network replaced by fakes: these machines reach no hub) ------------------
-@pytest.fixture
-def online(monkeypatch):
-    from datamodules import corpus
-
-    monkeypatch.delenv("HF_HUB_OFFLINE", raising=False)
-    monkeypatch.delenv("HF_DATASETS_OFFLINE", raising=False)
-    monkeypatch.setattr(corpus, "reachable", lambda url, timeout=5.0: True)
-
-
 def test_multi30k_is_fetched_from_the_hub_in_the_local_layout(tmp_path, online, monkeypatch):
     import datasets
 

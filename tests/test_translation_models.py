@@ -25,42 +25,24 @@ from lit_models.modules import (
 from lit_models.modules.decoding import beam_search
 from lit_models.optim import NoamSchedule, noam_learning_rate
 from lit_models.translation import BoundSource
-from tests.conftest import config, run_cli
+from tests.conftest import config, quiet_trainer, run_cli
 
 PAD, BOS, EOS = 0, 1, 2
 VOCAB, BLOCK = 16, 12  # ids 4..15 are words
 
+# The tiny sizes of each architecture; TINY varies the cell or the norm placement.
+SEQ2SEQ = dict(n_embd=32, n_hidden=64, n_layer=2, dropout=0.0)
+ATTENTION = dict(n_embd=32, encoder_n_hidden=32, decoder_n_hidden=64, dropout=0.0)
+TRANSFORMER = dict(n_layer=2, n_head=4, n_embd=32, n_ff=64, dropout=0.0)
 TINY = {
-    "seq2seq_lstm": lambda: Seq2Seq(
-        VOCAB, BLOCK, cell="lstm", n_embd=32, n_hidden=64, n_layer=2, dropout=0.0
-    ),
-    "seq2seq_gru": lambda: Seq2Seq(
-        VOCAB, BLOCK, cell="gru", n_embd=32, n_hidden=64, n_layer=2, dropout=0.0
-    ),
-    "attention_gru": lambda: AttentionSeq2Seq(
-        VOCAB,
-        BLOCK,
-        cell="gru",
-        n_embd=32,
-        encoder_n_hidden=32,
-        decoder_n_hidden=64,
-        dropout=0.0,
-    ),
-    "attention_lstm": lambda: AttentionSeq2Seq(
-        VOCAB,
-        BLOCK,
-        cell="lstm",
-        n_embd=32,
-        encoder_n_hidden=32,
-        decoder_n_hidden=64,
-        dropout=0.0,
-    ),
+    "seq2seq_lstm": lambda: Seq2Seq(VOCAB, BLOCK, cell="lstm", **SEQ2SEQ),
+    "seq2seq_gru": lambda: Seq2Seq(VOCAB, BLOCK, cell="gru", **SEQ2SEQ),
+    "attention_gru": lambda: AttentionSeq2Seq(VOCAB, BLOCK, cell="gru", **ATTENTION),
+    "attention_lstm": lambda: AttentionSeq2Seq(VOCAB, BLOCK, cell="lstm", **ATTENTION),
     "transformer_post": lambda: TransformerTranslator(
-        VOCAB, BLOCK, n_layer=2, n_head=4, n_embd=32, n_ff=64, dropout=0.0, norm_first=False
+        VOCAB, BLOCK, norm_first=False, **TRANSFORMER
     ),
-    "transformer_pre": lambda: TransformerTranslator(
-        VOCAB, BLOCK, n_layer=2, n_head=4, n_embd=32, n_ff=64, dropout=0.0, norm_first=True
-    ),
+    "transformer_pre": lambda: TransformerTranslator(VOCAB, BLOCK, norm_first=True, **TRANSFORMER),
 }
 LEARNING_RATES = {"seq2seq": 1e-2, "attention": 1e-2, "transformer": 3e-3}
 
@@ -500,13 +482,7 @@ class ToyTranslationData(L.LightningDataModule):
 
 
 def _trainer() -> L.Trainer:
-    return L.Trainer(
-        accelerator="cpu",
-        logger=False,
-        enable_checkpointing=False,
-        enable_progress_bar=False,
-        enable_model_summary=False,
-    )
+    return quiet_trainer(accelerator="cpu")
 
 
 def test_validation_and_test_log_loss_perplexity_and_bleu():

@@ -6,7 +6,6 @@ from __future__ import annotations
 import random
 from pathlib import Path
 
-import lightning as L
 import numpy as np
 import pytest
 import torch
@@ -24,7 +23,7 @@ from datamodules.adult import (
     split_rows,
 )
 from lit_models.wide_deep import FTRLProximal, WideDeep
-from tests.conftest import config, need_corpus, run_cli
+from tests.conftest import config, need_corpus, quiet_trainer, run_cli
 
 VALUES = {
     "workclass": ["Private", "State-gov", "Self-emp-inc", "?"],
@@ -237,10 +236,7 @@ def test_ftrl_l1_keeps_weak_features_at_exactly_zero():
 def test_overfits_a_tiny_batch(parts):
     model, batch = tiny_model(parts, learning_rate=0.02, wide_learning_rate=1.0)
     loader = DataLoader(TensorRows(batch), batch_size=16, collate_fn=lambda b: b)
-    trainer = L.Trainer(
-        max_epochs=150, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu",
-    )  # fmt: skip
+    trainer = quiet_trainer(max_epochs=150, accelerator="cpu")
     trainer.fit(model, loader)
     assert trainer.global_step == 150  # one trainer step per batch, whatever the optimizers
     loss, logits = model.loss(batch)
@@ -295,10 +291,7 @@ def test_model_gradient_clip_val_clips_each_optimizer():
     model = RecordsGradNorms([5, 4, 3], 2, 40, n_hidden=[8], gradient_clip_val=1e-3)
     model.norms = []
     loader = DataLoader(TensorRows(batch), batch_size=16, collate_fn=lambda b: b)
-    trainer = L.Trainer(
-        max_steps=3, logger=False, enable_checkpointing=False, enable_progress_bar=False,
-        enable_model_summary=False, accelerator="cpu",
-    )  # fmt: skip
+    trainer = quiet_trainer(max_steps=3, accelerator="cpu")
     trainer.fit(model, loader)
     assert sorted({name for name, _ in model.norms}) == ["Adam", "FTRLProximal"]
     assert len(model.norms) == 6 and all(norm <= 1e-3 * 1.0001 for _, norm in model.norms)

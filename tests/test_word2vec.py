@@ -4,7 +4,6 @@ through the CLI as a user runs them."""
 
 from __future__ import annotations
 
-import csv
 from collections import Counter
 from pathlib import Path
 
@@ -28,7 +27,7 @@ from datamodules.word_vectors import (
 from lit_models.modules.huffman import huffman_tree
 from lit_models.word2vec import Word2Vec
 from lit_models.word_vector_metrics import analogy_accuracy, similarity_spearman
-from tests.conftest import config, need_corpus, run_cli
+from tests.conftest import config, logged_metrics, need_corpus, run_cli
 
 SKIPGRAM = config("word2vec_skipgram_wikitext2.yaml")
 CBOW = config("word2vec_cbow_wikitext2.yaml")
@@ -46,15 +45,6 @@ COUNTS = np.array([500, 200, 120, 60, 30, 12, 6, 3, 2, 1])
 
 def wikitext_mini() -> list[str]:
     return [f"--data.init_args.data_dir={need_corpus('wikitext-2-mini')}"]
-
-
-def logged_metrics(save_dir: Path) -> dict[str, float]:
-    (path,) = save_dir.rglob("metrics.csv")
-    values: dict[str, float] = {}
-    with path.open() as f:
-        for row in csv.DictReader(f):
-            values.update({k: float(v) for k, v in row.items() if v != ""})
-    return values
 
 
 def examples(ids, sentence=None, architecture="skipgram", negative=0, sample=0.0, window=5, seed=0):
