@@ -8,7 +8,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info
 
 from core.errors import UserError
-from lit_models.modules.decoding import generate_text
+from lit_models.modules.decoding import Strategy, generate_text
 
 COLUMNS = ["step", "prompt", "strategy", "text"]
 
@@ -17,7 +17,7 @@ class TextSamples(L.Callback):
     def __init__(
         self,
         prompts: list[str] | None = None,
-        strategies: list[str] | None = None,
+        strategies: list[Strategy] | None = None,
         max_new_tokens: int = 100,
         temperature: float = 0.8,
         top_k: int | None = None,

@@ -6,6 +6,8 @@ decoding module.
 
 from __future__ import annotations
 
+from typing import Literal
+
 import lightning as L
 
 from cli.checkpoints import load_weights
@@ -20,7 +22,7 @@ def chat(
     ckpt_path: str | None = None,
     prompt: str | list[str] | None = None,
     max_new_tokens: int = 200,
-    strategy: str = "sample",
+    strategy: Literal["greedy", "sample"] = "sample",
     temperature: float = 0.8,
     top_k: int | None = None,
     top_p: float | None = 0.95,
@@ -41,8 +43,6 @@ def chat(
         raise UserError(
             f"chat needs a chat corpus (data: datamodules.chat.ChatDataModule), not {type(datamodule).__name__}."
         )
-    if strategy not in ("greedy", "sample"):
-        raise UserError(f"--strategy {strategy}: chat answers with greedy or sample")
     if ckpt_path:
         load_weights(model, ckpt_path)
     model.to(trainer.strategy.root_device)

@@ -11,7 +11,7 @@ import lightning as L
 
 from cli.checkpoints import load_weights
 from core.errors import UserError
-from lit_models.modules.decoding import generate_text, generate_text_beam_search
+from lit_models.modules.decoding import Strategy, generate_text, generate_text_beam_search
 
 
 def generate(
@@ -22,7 +22,7 @@ def generate(
     prompt: str | None = None,
     prompt_file: str | None = None,
     max_new_tokens: int = 200,
-    strategy: str = "sample",
+    strategy: Strategy = "sample",
     temperature: float = 0.8,
     top_k: int | None = None,
     top_p: float | None = 0.95,
