@@ -73,7 +73,7 @@ def test_generate_from_a_prompt_file_with_beam_search(checkpoint, tmp_path):
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--prompt", "ROMEO:", "--strategy", "nucleus"], "unknown decoding strategy"),
+        (["--prompt", "ROMEO:", "--strategy", "nucleus"], "'greedy', 'sample', 'beam'"),
         (["--prompt", "ROMEO:", "--top_p", "1.5"], "top_p must be in"),
         (["--prompt", "Roméo"], "outside the vocabulary: 'é'"),
         ([], "give a prompt"),
