@@ -105,6 +105,7 @@ class Translator(TextModel):
 
     def setup(self, stage: str) -> None:
         datamodule = getattr(self._trainer, "datamodule", None) if self._trainer else None
+        self.check_special_ids(datamodule)
         if self.bleu_metrics is None and callable(getattr(datamodule, "decode", None)):
             lowercase = bool(getattr(datamodule, "lowercase", False))
             self.bleu_metrics = nn.ModuleDict(
@@ -118,6 +119,19 @@ class Translator(TextModel):
                     for stage in EVAL_STAGES
                 }
             )
+
+    def check_special_ids(self, datamodule) -> None:
+        """The CLI links pad_id and bos_id from the data; eos_id cannot be linked (Lightning
+        passes a checkpoint's hyperparameters on as free keywords, and the language models,
+        which take none, would receive the language datamodules' eos_id too), so it is held
+        against the data's here: a mismatch would train on the wrong tokens silently."""
+        for name in ("pad_id", "bos_id", "eos_id"):
+            data_id = getattr(datamodule, name, None)
+            if data_id is not None and data_id != self.hparams[name]:
+                raise UserError(
+                    f"model.{name}={self.hparams[name]} but the data's {name} is {data_id}: "
+                    f"set model.init_args.{name}={data_id} (or leave it to the default)."
+                )
 
     def score_tokens(self, batch: dict, stage: EvalStage) -> TokenScores:
         """Teacher-forced: the NLL of target[:, 1:] reading target[:, :-1], without smoothing."""
