@@ -43,7 +43,7 @@ RUNS = ROOT / "bench" / "runs" / "names_quality"
 
 
 def checkpoint_facts(ckpt: Path) -> dict:
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     (key,) = (
         k for k in state["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/loss'")
     )

@@ -37,7 +37,7 @@ RUNS = ROOT / "bench" / "runs" / "sentiment_quality"
 
 
 def best_checkpoint_facts(ckpt: Path) -> dict:
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     (key,) = (k for k in state["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/acc'"))
     n_params = sum(v.numel() for v in state["state_dict"].values() if v.is_floating_point())
     return {

@@ -58,7 +58,7 @@ RUNS = ROOT / "bench" / "runs" / "translation_quality"
 
 
 def checkpoint_facts(ckpt: Path) -> dict:
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     (key,) = (k for k in state["callbacks"] if k.startswith("ModelCheckpoint") and "val/loss" in k)
     # tied weights (the shared embedding and the output layer) are one tensor, counted once
     tensors = {t.data_ptr(): t for t in state["state_dict"].values() if t.is_floating_point()}

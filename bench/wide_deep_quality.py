@@ -48,7 +48,7 @@ def run_config(name: str, max_epochs: int | None, env: dict[str, str]) -> dict:
     (best,) = folder.rglob("checkpoints/best-*.ckpt")
     (last,) = folder.rglob("checkpoints/last.ckpt")
     test_s, test = cli_test(config, best, folder, env)
-    state = torch.load(best, map_location="cpu", weights_only=False)
+    state = torch.load(best, map_location="cpu", weights_only=True)
     (key,) = (
         k for k in state["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/loss'")
     )
@@ -57,7 +57,7 @@ def run_config(name: str, max_epochs: int | None, env: dict[str, str]) -> dict:
         "config": f"configs/{name}.yaml",
         "parts": state["hyper_parameters"]["parts"],
         "max_epochs": max_epochs or yaml.safe_load(config.read_text())["trainer"]["max_epochs"],
-        "epochs_run": torch.load(last, map_location="cpu", weights_only=False)["epoch"] + 1,
+        "epochs_run": torch.load(last, map_location="cpu", weights_only=True)["epoch"] + 1,
         "best_epoch": state["epoch"],
         "val_loss": float(state["callbacks"][key]["best_model_score"]),
         "test_acc": test["test/acc"],

@@ -2,6 +2,7 @@
 
 from callbacks.classification_report import ClassificationReport
 from callbacks.epoch_timer import EpochTimer
+from callbacks.non_finite import StopOnNonFinite
 from callbacks.text_samples import TextSamples
 from callbacks.translation_samples import TranslationSamples
 from callbacks.word_neighbours import WordNeighbours
@@ -9,6 +10,7 @@ from callbacks.word_neighbours import WordNeighbours
 __all__ = [
     "ClassificationReport",
     "EpochTimer",
+    "StopOnNonFinite",
     "TextSamples",
     "TranslationSamples",
     "WordNeighbours",

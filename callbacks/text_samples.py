@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
-from lightning.pytorch.utilities import rank_zero_info
+from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from core.errors import UserError
 from lit_models.modules.decoding import Strategy, generate_text
@@ -54,15 +54,19 @@ class TextSamples(L.Callback):
         new_rows = []
         for strategy in self.strategies:
             options = self.sampling if strategy == "sample" else {}
-            texts = generate_text(
-                pl_module,
-                self.prompts,
-                codec,
-                self.max_new_tokens,
-                strategy,
-                num_beams=self.num_beams,
-                **options,
-            )
+            try:
+                texts = generate_text(
+                    pl_module,
+                    self.prompts,
+                    codec,
+                    self.max_new_tokens,
+                    strategy,
+                    num_beams=self.num_beams,
+                    **options,
+                )
+            except ValueError as err:  # NaN weights: StopOnNonFinite ends the run after this
+                rank_zero_warn(f"TextSamples skipped at step {trainer.global_step}: {err}")
+                return
             new_rows += [
                 [trainer.global_step, p, strategy, t]
                 for p, t in zip(self.prompts, texts, strict=True)

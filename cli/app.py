@@ -21,6 +21,7 @@ from lightning.pytorch.cli import LightningCLI
 import callbacks  # noqa: F401 - registers the suite's callbacks for short class paths
 import datamodules  # noqa: F401 - registers the datamodules for short class paths
 import lit_models  # noqa: F401 - registers the models for short class paths
+from callbacks.non_finite import StopOnNonFinite
 from cli.config import SaveAndLogConfig
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
@@ -95,6 +96,8 @@ class SuiteCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        # A NaN or inf loss or gradient ends the run with a message before it reaches a checkpoint.
+        parser.add_lightning_class_args(StopOnNonFinite, "non_finite")
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments(

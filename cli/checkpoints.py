@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import pickle
 from pathlib import Path
 
 import lightning as L
@@ -17,10 +18,28 @@ def load_weights(model: L.LightningModule, ckpt_path: str) -> None:
     if not path.is_file():
         raise UserError(f"--ckpt_path {path}: no such checkpoint")
     try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=False)
-        model.load_state_dict(checkpoint["state_dict"])
-    except (RuntimeError, KeyError, EOFError, OSError) as err:
-        first_line = str(err).strip().splitlines()[0] if str(err).strip() else type(err).__name__
+        # Read once, and only tensors and plain data: a checkpoint runs no code when loaded.
+        state = torch.load(path, map_location="cpu", weights_only=True)["state_dict"]
+    except (RuntimeError, KeyError, EOFError, OSError, pickle.UnpicklingError) as err:
         raise UserError(
-            f"{path} does not fit this config's model ({first_line}). Use the config the checkpoint was trained with."
+            f"--ckpt_path {path}: not a readable checkpoint ({first_line(err)})"
         ) from None
+    bad = [name for name, t in state.items() if t.is_floating_point() and not t.isfinite().all()]
+    if bad:
+        more = ", ..." if len(bad) > 3 else ""
+        raise UserError(
+            f"{path} holds NaN or inf weights ({', '.join(bad[:3])}{more}): the run that wrote "
+            "it diverged; use an earlier checkpoint."
+        )
+    try:
+        model.load_state_dict(state)
+    except RuntimeError as err:
+        raise UserError(
+            f"{path} does not fit this config's model ({first_line(err)}). Use the config the "
+            "checkpoint was trained with."
+        ) from None
+
+
+def first_line(err: BaseException) -> str:
+    text = str(err).strip()
+    return text.splitlines()[0] if text else type(err).__name__

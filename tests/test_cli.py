@@ -34,7 +34,7 @@ def the_run(root: Path) -> Path:
 
 def checkpoint_val_loss(ckpt: Path) -> float:
     """val/loss of the validation that the checkpoint was saved after."""
-    state = torch.load(ckpt, map_location="cpu", weights_only=False)
+    state = torch.load(ckpt, map_location="cpu", weights_only=True)
     (key,) = (
         k for k in state["callbacks"] if k.startswith("ModelCheckpoint{'monitor': 'val/loss'")
     )
@@ -84,7 +84,7 @@ def test_fit_saves_best_and_last_checkpoints_beside_the_resolved_config(shakespe
     ckpts = shakespeare_run / "checkpoints"
     assert (ckpts / "last.ckpt").is_file()
     assert len(list(ckpts.glob("best-*.ckpt"))) == 1
-    assert torch.load(ckpts / "last.ckpt", weights_only=False)["global_step"] == 20
+    assert torch.load(ckpts / "last.ckpt", weights_only=True)["global_step"] == 20
 
     saved = yaml.safe_load((shakespeare_run / "config.yaml").read_text())
     assert saved["model"]["class_path"] == "lit_models.GPT"

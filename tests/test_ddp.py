@@ -55,7 +55,7 @@ def test_ddp_fit_and_validate_equal_one_process(tmp_path, shakespeare_dir):
     )
     (run,) = Path("seqmodels").iterdir()
     last = run / "checkpoints" / "last.ckpt"
-    assert torch.load(last, weights_only=False)["global_step"] == 4
+    assert torch.load(last, weights_only=True)["global_step"] == 4
     assert (run / "config.yaml").is_file()
 
     ckpt = f"--ckpt_path={last}"

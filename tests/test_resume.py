@@ -37,8 +37,8 @@ def test_fit_resumes_steps_optimizer_and_lr_schedule(shakespeare_dir):
     run_cli_subprocess(*args, f"--trainer.max_steps={2 * N}", f"--ckpt_path={first}")
     resumed = runs / "version_1" / "checkpoints" / "last.ckpt"
 
-    before = torch.load(first, map_location="cpu", weights_only=False)
-    after = torch.load(resumed, map_location="cpu", weights_only=False)
+    before = torch.load(first, map_location="cpu", weights_only=True)
+    after = torch.load(resumed, map_location="cpu", weights_only=True)
     assert before["global_step"] == N
     assert after["global_step"] == 2 * N
 
@@ -73,6 +73,6 @@ def test_last_ckpt_holds_the_final_step_when_val_loss_stops_improving(shakespear
     )
     ckpts = Path("runs", "gpt_shakespeare_char", "version_0", "checkpoints")
     (best,) = ckpts.glob("best-*.ckpt")
-    assert torch.load(best, map_location="cpu", weights_only=False)["global_step"] == 2
-    last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=False)
+    assert torch.load(best, map_location="cpu", weights_only=True)["global_step"] == 2
+    last = torch.load(ckpts / "last.ckpt", map_location="cpu", weights_only=True)
     assert last["global_step"] == 6

@@ -68,7 +68,7 @@ def test_sst2_config_fits_and_tests_from_checkpoint(tmp_path):
     assert {true, predicted} == {"negative", "positive"} and 0.5 <= confidence <= 1.0
     confidences = [row[3] for row in logged["data"]]
     assert confidences == sorted(confidences, reverse=True)
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = torch.load(last, map_location="cpu", weights_only=True)
     assert state["hyper_parameters"]["num_classes"] == 2  # linked from the data
     assert state["hyper_parameters"]["cell"] == "lstm"
 
@@ -92,7 +92,7 @@ def test_rt_polarity_config_with_pretrained_vectors_through_the_cli(tmp_path):
     )
     # Frozen and pretrained: after training, each word's row is still the file's vector.
     data = RTPolarityDataModule()
-    embedding = torch.load(last, map_location="cpu", weights_only=False)["state_dict"][
+    embedding = torch.load(last, map_location="cpu", weights_only=True)["state_dict"][
         "embedding.weight"
     ]
     for word, vector in zip(words[:3], vectors[:3], strict=True):

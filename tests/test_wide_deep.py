@@ -263,7 +263,7 @@ def test_config_fits_and_tests(name, parts):
     ]
     run_cli("fit", "--config", config(f"{name}.yaml"), *quick)
     (last,) = Path.cwd().rglob("checkpoints/last.ckpt")
-    state = torch.load(last, map_location="cpu", weights_only=False)
+    state = torch.load(last, map_location="cpu", weights_only=True)
     hp = state["hyper_parameters"]
     assert hp["parts"] == parts and state["global_step"] == 5
     # the linked facts of the data: 8 categoricals, 6 numerics, the wide index space

@@ -232,6 +232,11 @@ def generate(
                 token = scores.argmax(dim=-1)
             else:
                 probs = scores.softmax(dim=-1)
+                if not torch.isfinite(probs).all():  # torch.multinomial would raise deep inside
+                    raise ValueError(
+                        "the model's next-token probabilities are not finite: its weights hold "
+                        "NaN or inf (a diverged run?)"
+                    )
                 token = torch.cat(
                     [torch.multinomial(probs[r], 1, generator=g) for r, g in enumerate(generators)]
                 )
