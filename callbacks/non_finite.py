@@ -1,4 +1,6 @@
-"""Stop a run at the first step whose training loss, gradients or weights are NaN or infinite.
+"""Stop a run at the first step whose training loss or gradients are NaN or infinite, or at
+the first validation whose loss is (finite gradients times a huge learning rate can overflow
+the weights without a NaN gradient; the next loss, or the validation, shows it).
 
 Without it a diverged run trains on NaN to its last step (or early stopping ends it quietly),
 exits 0, and writes checkpoints of NaN weights. Here every training step is checked before
@@ -52,13 +54,6 @@ class StopOnNonFinite(L.Callback):
             raise NonFiniteError(
                 f"the training loss is {loss.detach().float().sum().item()} at step "
                 f"{trainer.global_step}; the run stops here: {CAUSES}."
-            )
-        # Finite gradients times a huge learning rate can still overflow the weights.
-        norm = total_norm(p.detach() for p in pl_module.parameters())
-        if not math.isfinite(norm):
-            raise NonFiniteError(
-                f"the weights are not finite after step {trainer.global_step} (norm {norm}); "
-                f"the run stops before they are checkpointed: {CAUSES}."
             )
 
     def on_validation_end(self, trainer, pl_module) -> None:
