@@ -50,10 +50,13 @@ class StopOnNonFinite(L.Callback):
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if isinstance(loss, torch.Tensor) and not math.isfinite(loss.detach().float().sum()):
+        if not isinstance(loss, torch.Tensor):
+            return
+        value = loss.detach().float().sum().item()
+        if not math.isfinite(value):
             raise NonFiniteError(
-                f"the training loss is {loss.detach().float().sum().item()} at step "
-                f"{trainer.global_step}; the run stops here: {CAUSES}."
+                f"the training loss is {value} at step {trainer.global_step}; the run stops "
+                f"here: {CAUSES}."
             )
 
     def on_validation_end(self, trainer, pl_module) -> None:

@@ -8,7 +8,7 @@ from lightning.pytorch.loggers import WandbLogger
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from core.errors import UserError
-from lit_models.modules.decoding import Strategy, generate_text
+from lit_models.modules.decoding import NonFiniteProbabilities, Strategy, generate_text
 
 COLUMNS = ["step", "prompt", "strategy", "text"]
 
@@ -64,7 +64,7 @@ class TextSamples(L.Callback):
                     num_beams=self.num_beams,
                     **options,
                 )
-            except ValueError as err:  # NaN weights: StopOnNonFinite ends the run after this
+            except NonFiniteProbabilities as err:  # StopOnNonFinite ends the run after this
                 rank_zero_warn(f"TextSamples skipped at step {trainer.global_step}: {err}")
                 return
             new_rows += [

@@ -9,7 +9,6 @@ when both are instantiated, so they are never typed twice.
 
 from __future__ import annotations
 
-import pickle
 import sys
 from pathlib import Path
 
@@ -22,6 +21,7 @@ import callbacks  # noqa: F401 - registers the suite's callbacks for short class
 import datamodules  # noqa: F401 - registers the datamodules for short class paths
 import lit_models  # noqa: F401 - registers the models for short class paths
 from callbacks.non_finite import StopOnNonFinite
+from cli.checkpoints import UNREADABLE
 from cli.config import SaveAndLogConfig
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
@@ -76,15 +76,7 @@ class SuiteCLI(LightningCLI):
             raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint")
         try:
             super()._parse_ckpt_path()
-        except (
-            RuntimeError,
-            EOFError,
-            OSError,
-            IndexError,
-            KeyError,
-            ValueError,
-            pickle.UnpicklingError,
-        ) as err:
+        except UNREADABLE as err:
             raise UserError(
                 f"--ckpt_path {ckpt_path}: not a readable checkpoint ({type(err).__name__}: {err})."
             ) from None

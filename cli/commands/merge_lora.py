@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 import torch
 
+from cli.checkpoints import read_checkpoint
 from core.errors import UserError
 from core.files import atomic_path
 
@@ -71,15 +72,8 @@ def load_adapter(model, ckpt_path: str) -> dict[str, torch.Tensor]:
     """Load a LoRA checkpoint's adapter into `model` (checking its base reference) and return
     the adapter tensors; a file that is not one is a UserError."""
     path = Path(ckpt_path)
-    if not path.is_file():
-        raise UserError(f"--ckpt_path {path}: no such checkpoint")
-    try:
-        checkpoint = torch.load(path, map_location="cpu", weights_only=True)
-        state = checkpoint["state_dict"]
-    except Exception as err:
-        raise UserError(
-            f"--ckpt_path {path}: not a readable checkpoint ({type(err).__name__})"
-        ) from None
+    checkpoint = read_checkpoint(ckpt_path)
+    state = checkpoint["state_dict"]
     if "lora_base" not in checkpoint:
         raise UserError(f"--ckpt_path {path}: not a LoRA adapter checkpoint (no base reference)")
     model.on_load_checkpoint(checkpoint)

@@ -73,6 +73,10 @@ Strategy = Literal["greedy", "sample", "beam"]
 STRATEGIES: tuple[str, ...] = get_args(Strategy)
 
 
+class NonFiniteProbabilities(ValueError):
+    """The model's next-token distribution holds NaN or inf: its weights do (a diverged run)."""
+
+
 class TextCodec(Protocol):
     """Turns text into token ids and back; the datamodules provide one (their tokenizer)."""
 
@@ -233,7 +237,7 @@ def generate(
             else:
                 probs = scores.softmax(dim=-1)
                 if not torch.isfinite(probs).all():  # torch.multinomial would raise deep inside
-                    raise ValueError(
+                    raise NonFiniteProbabilities(
                         "the model's next-token probabilities are not finite: its weights hold "
                         "NaN or inf (a diverged run?)"
                     )
