@@ -14,6 +14,7 @@ import math
 
 import lightning as L
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 
 from core.errors import UserError
 
@@ -29,28 +30,63 @@ class NonFiniteError(UserError):
 
 
 class StopOnNonFinite(L.Callback):
-    def __init__(self, check_gradients: bool = True):
+    def __init__(self, check_gradients: bool = True, max_skipped_steps: int = 0):
         """
         Args:
             check_gradients: also check the gradients before each optimizer step (a NaN there
                 would otherwise reach the weights before the loss shows it). 16-mixed
                 precision skips this check: its gradient scaler skips such steps by design.
+            max_skipped_steps: how many steps with NaN or inf gradients (or loss) to skip,
+                over the whole run, before stopping, as large-scale trainers do for a rare bad
+                batch: a skipped step leaves the weights and the optimizer's moments as they
+                were (the learning-rate schedule goes on). 0: stop at the first.
         """
+        if max_skipped_steps < 0:
+            raise UserError(f"non_finite.max_skipped_steps must be >= 0, got {max_skipped_steps}.")
+        if max_skipped_steps and not check_gradients:
+            raise UserError(
+                "non_finite.max_skipped_steps needs non_finite.check_gradients: true (a step is "
+                "skipped when its gradients are found NaN or inf, before the optimizer uses them)."
+            )
         self.check_gradients = check_gradients
+        self.max_skipped_steps = max_skipped_steps
+        self.skipped_steps = 0
+        self.skipping = False  # the step under way is skipped
+
+    def state_dict(self) -> dict:
+        return {"skipped_steps": self.skipped_steps}
+
+    def load_state_dict(self, state_dict: dict) -> None:
+        self.skipped_steps = state_dict.get("skipped_steps", 0)
 
     def on_before_optimizer_step(self, trainer, pl_module, optimizer) -> None:
         if not self.check_gradients or str(trainer.precision).startswith("16"):
             return
-        norm = total_norm(p.grad for p in pl_module.parameters() if p.grad is not None)
-        if not math.isfinite(norm):
-            raise NonFiniteError(
-                f"the gradients are not finite at step {trainer.global_step + 1} (norm {norm}); "
-                f"the run stops before they reach the weights: {CAUSES}."
+        params = [p for p in pl_module.parameters() if p.grad is not None]
+        norm = total_norm(p.grad for p in params)
+        if math.isfinite(norm):
+            return
+        step = trainer.global_step + 1
+        if self.skipped_steps < self.max_skipped_steps:
+            self.skipped_steps += 1
+            self.skipping = True
+            for p in params:
+                p.grad = None  # the optimizer leaves a weight without a gradient untouched
+            rank_zero_warn(
+                f"step {step}: the gradients are not finite (norm {norm}); step skipped "
+                f"({self.skipped_steps} of at most {self.max_skipped_steps})."
             )
+            return
+        skipped = f" after {self.skipped_steps} skipped steps" if self.skipped_steps else ""
+        raise NonFiniteError(
+            f"the gradients are not finite at step {step} (norm {norm}){skipped}; the run "
+            f"stops before they reach the weights: {CAUSES}."
+        )
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
+        skipped, self.skipping = self.skipping, False
         loss = outputs.get("loss") if isinstance(outputs, dict) else outputs
-        if not isinstance(loss, torch.Tensor):
+        if skipped or not isinstance(loss, torch.Tensor):
             return
         value = loss.detach().float().sum().item()
         if not math.isfinite(value):

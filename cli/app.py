@@ -9,6 +9,7 @@ when both are instantiated, so they are never typed twice.
 
 from __future__ import annotations
 
+import importlib
 import sys
 from pathlib import Path
 
@@ -21,8 +22,9 @@ import callbacks  # noqa: F401 - registers the suite's callbacks for short class
 import datamodules  # noqa: F401 - registers the datamodules for short class paths
 import lit_models  # noqa: F401 - registers the models for short class paths
 from callbacks.non_finite import StopOnNonFinite
-from cli.checkpoints import UNREADABLE
-from cli.config import SaveAndLogConfig
+from cli.checkpoint_io import clean_once
+from cli.checkpoints import forget, read_checkpoint, remember
+from cli.config import SaveAndLogConfig, check_config_syntax
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
 from core.errors import UserError
@@ -46,6 +48,7 @@ class SuiteCLI(LightningCLI):
             "parser_kwargs",
             {"exit_on_error": False, **{name: subcommand_kwargs for name in self.subcommands()}},
         )
+        forget()  # a checkpoint read by an earlier CLI in this process
         super().__init__(None, None, *args, **kwargs)
 
     @staticmethod
@@ -64,22 +67,29 @@ class SuiteCLI(LightningCLI):
 
     def _parse_ckpt_path(self) -> None:
         # Lightning reads the model's hyperparameters from --ckpt_path before anything else
-        # (so `test` rebuilds the model the checkpoint holds): a missing or damaged file must
-        # end there with a message, not a traceback from deep inside torch.load.
+        # (so `test` rebuilds the model the checkpoint holds). Here the file is read once,
+        # safely (cli.checkpoints), the copy kept for the command that loads its weights, and
+        # the model class it names must be one of the suite's (or the one the config names).
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
-        if (
-            ckpt_path
-            and ckpt_path not in ("last", "best", "hpc", "registry")
-            and not Path(ckpt_path).is_file()
-        ):
-            raise UserError(f"--ckpt_path {ckpt_path}: no such checkpoint")
-        try:
-            super()._parse_ckpt_path()
-        except UNREADABLE as err:
-            raise UserError(
-                f"--ckpt_path {ckpt_path}: not a readable checkpoint ({type(err).__name__}: {err})."
-            ) from None
+        self.checkpoint_hparams: dict = {}
+        if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
+            return
+        path = Path(ckpt_path)
+        clean_once(path.parent, set())  # temporaries of a save that was killed
+        checkpoint = read_checkpoint(path)
+        remember(path, checkpoint)
+        hparams = dict(checkpoint.get("hyper_parameters") or {})
+        hparams.pop("_instantiator", None)
+        self.checkpoint_hparams = dict(hparams)
+        if not hparams:
+            return
+        if "_class_path" in hparams:
+            class_path = hparams.pop("_class_path")
+            configured = self.config[subcommand].get("model", Namespace()).get("class_path")
+            check_model_class(path, class_path, configured)
+            hparams = {"class_path": class_path, "dict_kwargs": hparams}
+        self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
 
     def add_default_arguments_to_parser(self, parser) -> None:
         super().add_default_arguments_to_parser(parser)
@@ -124,8 +134,16 @@ class SuiteCLI(LightningCLI):
 
     def before_instantiate_classes(self) -> None:
         choose_wandb_mode()
+        if self.config.get("subcommand") == "fit":
+            check_trains_something(self.config.fit.trainer)
         subcommand = self.config.get("subcommand")
         name_run_after_config(self.config[subcommand] if subcommand else self.config)
+
+    def instantiate_classes(self) -> None:
+        super().instantiate_classes()
+        subcommand = self.config.get("subcommand")
+        config = self.config[subcommand] if subcommand else self.config
+        check_facts_match(self.checkpoint_hparams, self.model, config)
 
 
 def name_run_after_config(config: Namespace) -> None:
@@ -140,9 +158,79 @@ def name_run_after_config(config: Namespace) -> None:
         init_args.name = Path(str(files[-1])).stem
 
 
+def check_model_class(path: Path, class_path: str, configured: str | None) -> None:
+    """The model class a checkpoint names is imported to rebuild it: only the suite's own
+    (`lit_models.*`) or the one the config names explicitly, and the config's if it names one."""
+    if configured and same_class(class_path, configured):
+        return
+    saved = path.resolve().parent.parent / "config.yaml"
+    hint = f" ({saved} is the config of its run)" if saved.is_file() else ""
+    if class_path.split(".")[0] != "lit_models":
+        raise UserError(
+            f"--ckpt_path {path} names the model class {class_path}, which is not one of the "
+            "suite's models (lit_models.*); it is not imported. To load it anyway, name that "
+            "class in the config (model.class_path)."
+        )
+    if configured:
+        raise UserError(
+            f"--ckpt_path {path} holds a {class_path} but the config builds a {configured}: "
+            f"use the config the checkpoint was trained with{hint}."
+        )
+
+
+def same_class(class_path: str, other: str) -> bool:
+    """Whether two class paths name one class (`lit_models.GPT` is `lit_models.gpt.GPT`);
+    only the suite's own modules are imported to tell."""
+    if class_path == other:
+        return True
+    if not all(path.split(".")[0] == "lit_models" for path in (class_path, other)):
+        return False
+    try:
+        return import_class(class_path) is import_class(other)
+    except (ImportError, AttributeError, ValueError):
+        return False
+
+
+def import_class(class_path: str) -> type:
+    module, _, name = class_path.rpartition(".")
+    return getattr(importlib.import_module(module), name)
+
+
+# Facts of the data the CLI links into the model: a checkpoint trained on other data holds
+# weights of other sizes.
+LINKED_FACTS = ("vocab_size", "num_classes", "categorical_cardinalities", "num_numeric", "wide_dim")
+
+
+def check_facts_match(checkpoint_hparams: dict, model, config: Namespace) -> None:
+    """A checkpoint whose vocabulary (or classes, ...) differs from the data's is an error
+    naming both sizes, before Lightning fails to load it with a size mismatch."""
+    hparams = getattr(model, "hparams", None)
+    if not checkpoint_hparams or hparams is None:
+        return
+    for fact in LINKED_FACTS:
+        if (
+            fact in checkpoint_hparams
+            and fact in hparams
+            and checkpoint_hparams[fact] != hparams[fact]
+        ):
+            files = ", ".join(str(f) for f in (config.get("config") or [])) or "the command line"
+            raise UserError(
+                f"the checkpoint was trained with {fact}={checkpoint_hparams[fact]} but the "
+                f"data of this config ({files}) has {fact}={hparams[fact]}: use the data and "
+                "config the checkpoint was trained with."
+            )
+
+
+def check_trains_something(trainer: Namespace) -> None:
+    for key in ("max_steps", "max_epochs"):
+        if trainer.get(key) == 0:
+            raise UserError(f"trainer.{key}=0 trains nothing: give a positive number (or -1).")
+
+
 def main(args: list[str] | None = None) -> None:
     """Run the CLI; a user error ends with one message and exit status 2, not a traceback."""
     try:
+        check_config_syntax(sys.argv[1:] if args is None else args)
         SuiteCLI(args=args)
     except ArgumentError as err:  # the command line or the config: unknown key, bad value
         fail(f"{err}\n(`python main.py SUBCOMMAND --help` lists every option)")

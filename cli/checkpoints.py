@@ -1,4 +1,13 @@
-"""Checkpoints the suite's own subcommands read (generate, translate, chat, export_vectors)."""
+"""Reading checkpoints: every command that takes --ckpt_path (fit, validate, test, predict and
+the suite's generate, translate, chat, export_vectors, merge_lora) reads the file here.
+
+- Safely: `torch.load(weights_only=True)`, so a checkpoint is data and runs no code.
+- Once: the CLI reads the file for its hyperparameters before anything is built; that copy
+  is kept (`remember`) and handed to the first reader of the same path, so the file cannot be
+  swapped between a check and its use.
+- Checked: a missing, empty or unreadable file, one without weights, or one whose weights
+  are NaN or inf (its run diverged) is a UserError naming the file.
+"""
 
 from __future__ import annotations
 
@@ -22,44 +31,89 @@ UNREADABLE = (
     pickle.UnpicklingError,
 )
 
+# The checkpoint the CLI read for --ckpt_path, by resolved path, until its first reader.
+_remembered: dict[Path, dict] = {}
 
-def read_checkpoint(ckpt_path: str) -> dict:
-    """The checkpoint at `ckpt_path` (a subcommand's --ckpt_path), read once and with
-    `weights_only=True` (a checkpoint runs no code when loaded); a missing or unreadable file,
-    or one without weights, is a UserError."""
+
+def remember(ckpt_path: str | Path, checkpoint: dict) -> None:
+    _remembered.clear()
+    _remembered[Path(ckpt_path).resolve()] = checkpoint
+
+
+def forget() -> None:
+    _remembered.clear()
+
+
+def read_checkpoint(ckpt_path: str | Path) -> dict:
+    """The checkpoint at `ckpt_path`: the copy the CLI read already, else read now (once,
+    with `weights_only=True`); a missing, empty or unreadable file, or one without finite
+    weights, is a UserError."""
     path = Path(ckpt_path)
+    remembered = _remembered.pop(path.resolve(), None)
+    if remembered is not None:
+        return remembered
     if not path.is_file():
         raise UserError(f"--ckpt_path {path}: no such checkpoint")
+    if path.stat().st_size == 0:
+        raise UserError(
+            f"--ckpt_path {path}: the file is empty (0 bytes), so its save was interrupted; "
+            "use another checkpoint of the run."
+        )
     try:
         checkpoint = torch.load(path, map_location="cpu", weights_only=True)
     except UNREADABLE as err:
         raise UserError(
-            f"--ckpt_path {path}: not a readable checkpoint ({first_line(err)})"
+            f"--ckpt_path {path}: not a readable checkpoint ({first_line(err)}). Only "
+            "checkpoints of plain tensors and numbers load (weights_only=True): a file that "
+            "needs code to load is refused."
         ) from None
-    if not isinstance(checkpoint, dict) or "state_dict" not in checkpoint:
+    if not isinstance(checkpoint, dict) or not isinstance(checkpoint.get("state_dict"), dict):
         raise UserError(f"--ckpt_path {path}: not a readable checkpoint (it holds no state_dict)")
+    if bad := non_finite_weights(checkpoint["state_dict"]):
+        raise UserError(
+            f"--ckpt_path {path} holds NaN or inf weights ({bad}): the run that wrote it "
+            "diverged; use an earlier checkpoint."
+        )
     return checkpoint
+
+
+def non_finite_weights(state_dict: dict) -> str:
+    """The names of the NaN or inf weights of `state_dict` (the first three), or ''."""
+    bad = [
+        name
+        for name, t in state_dict.items()
+        if isinstance(t, torch.Tensor) and t.is_floating_point() and not t.isfinite().all()
+    ]
+    return ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
 
 
 def load_weights(model: L.LightningModule, ckpt_path: str) -> None:
     """Load the weights of the checkpoint at `ckpt_path` into `model`; an unreadable file, NaN
     or inf weights, or weights of another model are a UserError saying what to do."""
-    path = Path(ckpt_path)
     state = read_checkpoint(ckpt_path)["state_dict"]
-    bad = [name for name, t in state.items() if t.is_floating_point() and not t.isfinite().all()]
-    if bad:
-        more = ", ..." if len(bad) > 3 else ""
-        raise UserError(
-            f"{path} holds NaN or inf weights ({', '.join(bad[:3])}{more}): the run that wrote "
-            "it diverged; use an earlier checkpoint."
-        )
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise UserError(
-            f"{path} does not fit this config's model ({first_line(err)}). Use the config the "
-            "checkpoint was trained with."
-        ) from None
+        raise does_not_fit(ckpt_path, err) from None
+
+
+def does_not_fit(ckpt_path: str | Path, err: BaseException) -> UserError:
+    """The error for weights that do not fit the model built from the config (another
+    vocabulary, other sizes), pointing at the config saved with the checkpoint's run."""
+    path = Path(ckpt_path)
+    saved = path.resolve().parent.parent / "config.yaml"  # <run>/checkpoints/x.ckpt
+    hint = f" ({saved} is the config of its run)" if saved.is_file() else ""
+    return UserError(
+        f"{path} does not fit this config's model: {mismatch(err)}. Use the config the "
+        f"checkpoint was trained with{hint}, and the same data."
+    )
+
+
+def mismatch(err: BaseException) -> str:
+    """The first specific line of load_state_dict's error (a size mismatch, a missing key)."""
+    lines = [line.strip() for line in str(err).strip().splitlines()]
+    specific = [line for line in lines[1:] if line]
+    return specific[0].rstrip(".") if specific else first_line(err)
 
 
 def first_line(err: BaseException) -> str:

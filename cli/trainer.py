@@ -2,6 +2,9 @@
 
 - `precision: auto`: bf16 mixed precision on GPUs that support it, fp16 mixed on older GPUs,
   full fp32 on the CPU (where bf16 matrix products run about 100x slower than fp32).
+- Checkpoints written atomically beside their target whatever TMPDIR is, never with NaN
+  weights, and read once with `weights_only=True` (cli.checkpoint_io.SafeCheckpointIO),
+  unless `plugins` names another CheckpointIO.
 - `generate`, `translate`, `lr_find`, `export_vectors`, `merge_lora`, `chat`: the functions of
   cli/commands/, one module each.
 
@@ -12,8 +15,10 @@ from __future__ import annotations
 
 import lightning as L
 import torch
+from lightning.fabric.plugins import CheckpointIO
 
 from cli import commands
+from cli.checkpoint_io import SafeCheckpointIO
 
 
 def resolve_precision(precision, accelerator="auto"):
@@ -45,6 +50,7 @@ class Trainer(L.Trainer):
                 Declared here because the CLI reads Lightning's own declaration of them as
                 floats, turning `--trainer.limit_val_batches=1` into 1.0, every batch.
         """
+        kwargs["plugins"] = with_safe_checkpoints(kwargs.get("plugins"))
         super().__init__(
             *args,
             precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
@@ -63,3 +69,11 @@ class Trainer(L.Trainer):
     export_vectors = commands.export_vectors.export_vectors
     merge_lora = commands.merge_lora.merge_lora
     chat = commands.chat.chat
+
+
+def with_safe_checkpoints(plugins):
+    """`plugins` (None, one, or a list) with SafeCheckpointIO added unless one is a CheckpointIO."""
+    plugins = [] if plugins is None else list(plugins) if isinstance(plugins, list) else [plugins]
+    if not any(isinstance(p, CheckpointIO) for p in plugins):
+        plugins.append(SafeCheckpointIO())
+    return plugins

@@ -45,7 +45,7 @@ GPT_CLASS_PATHS = ("lit_models.GPT", "lit_models.gpt.GPT")
 class LoRAGPT(LanguageModel):
     def __init__(
         self,
-        base_checkpoint: str,
+        base_checkpoint: str | None = None,
         rank: int = 8,
         alpha: float = 16.0,
         dropout: float = 0.05,
@@ -63,7 +63,8 @@ class LoRAGPT(LanguageModel):
     ):
         """
         Args:
-            base_checkpoint: a GPT checkpoint written by `python main.py fit` (its .ckpt).
+            base_checkpoint: a GPT checkpoint written by `python main.py fit` (its .ckpt),
+                e.g. the run folder's checkpoints/last.ckpt of configs/gpt_chat_pretrain.yaml.
             rank, alpha, dropout: LoRA's r, scaling numerator (update scaled by alpha / r)
                 and the dropout on the adapter's input.
             target_modules: projections to adapt, among in_proj, out_proj (attention), fc and
@@ -216,16 +217,20 @@ def file_sha256(path: Path) -> str:
     return h.hexdigest()
 
 
-def read_base_checkpoint(path: str) -> dict:
+PRETRAIN_FIRST = (
+    "Pretrain a GPT first (python main.py fit --config configs/gpt_chat_pretrain.yaml) and "
+    "give its checkpoint: --model.init_args.base_checkpoint seqmodels/<run-id>/checkpoints/last.ckpt"
+)
+
+
+def read_base_checkpoint(path: str | None) -> dict:
     """The GPT's hyperparameters and weights from a checkpoint of `fit`, with the file's hash
     and the tokenizer its datamodule recorded (if any); a clear UserError otherwise."""
+    if not path:
+        raise UserError(f"model.base_checkpoint is not set. {PRETRAIN_FIRST}.")
     file = Path(path).expanduser()
     if not file.is_file():
-        raise UserError(
-            f"model.base_checkpoint {file}: no such file. Pretrain a GPT first (python main.py fit "
-            f"--config configs/gpt_chat_pretrain.yaml) and point model.init_args.base_checkpoint "
-            f"at its seqmodels/<run-id>/checkpoints/last.ckpt."
-        )
+        raise UserError(f"model.base_checkpoint {file}: no such file. {PRETRAIN_FIRST}.")
     try:
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated file, not a checkpoint at all, ...

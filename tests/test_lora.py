@@ -170,13 +170,16 @@ def test_qlora_4bit_base_trains_the_adapters_and_merges(base_ckpt, batch):
 def test_pretrain_then_adapt_through_the_cli(tmp_path):
     """The two documented commands, then test, chat and merge_lora on the adapter."""
     run_cli("fit", "--config", config("gpt_chat_pretrain.yaml"), *TINY, *CSV)
-    base = tmp_path / "checkpoints" / "gpt_chat_pretrain" / "last.ckpt"
-    assert base.is_file()
+    base = tmp_path / "csv" / "gpt_chat_pretrain" / "version_0" / "checkpoints" / "last.ckpt"
+    assert base.is_file()  # in the pretraining run's own folder
 
-    lora_args = ["--config", config("gpt_lora_chat.yaml"), "--data.init_args.block_size=32"]
+    lora_args = [
+        *("--config", config("gpt_lora_chat.yaml"), "--data.init_args.block_size=32"),
+        f"--model.init_args.base_checkpoint={base}",
+    ]
     fit = run_cli("fit", *lora_args, *TINY[3:], *CSV)
     assert "trainable parameters of" in fit.stdout
-    (adapter,) = tmp_path.glob("csv/**/checkpoints/last.ckpt")
+    (adapter,) = tmp_path.glob("csv/gpt_lora_chat/**/checkpoints/last.ckpt")
     checkpoint = torch.load(adapter, weights_only=True)
     assert checkpoint["state_dict"] and all(ADAPTER_MARK in k for k in checkpoint["state_dict"])
     assert checkpoint["lora_base"]["path"] == str(base.resolve())
@@ -187,8 +190,8 @@ def test_pretrain_then_adapt_through_the_cli(tmp_path):
     )
     assert "test/loss" in test.stdout
 
-    merged = tmp_path / "out" / "merged.ckpt"
-    run_cli("merge_lora", *lora_args, "--ckpt_path", str(adapter), "--output", str(merged))
+    run_cli("merge_lora", *lora_args, "--ckpt_path", str(adapter))
+    merged = adapter.parent / "merged.ckpt"  # by default beside the adapter, in its run folder
     adapted = LoRAGPT.load_from_checkpoint(adapter).eval()
     plain = GPT.load_from_checkpoint(merged).eval()
     ids = torch.randint(0, 259, (2, 16))
@@ -221,7 +224,8 @@ def test_pretrain_then_adapt_through_the_cli(tmp_path):
 def test_a_missing_base_stops_the_cli_with_exit_status_2():
     proc = run_cli("fit", "--config", config("gpt_lora_chat.yaml"), *TINY[3:], *CSV, check=False)
     assert proc.returncode == 2
+    assert "model.base_checkpoint is not set" in proc.stderr
     assert (
-        "model.base_checkpoint checkpoints/gpt_chat_pretrain/last.ckpt: no such file" in proc.stderr
+        "--model.init_args.base_checkpoint seqmodels/<run-id>/checkpoints/last.ckpt" in proc.stderr
     )
     assert "Traceback" not in proc.stderr

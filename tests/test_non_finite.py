@@ -18,15 +18,16 @@ from tests.conftest import TINY_GPT, config, run_cli
 class Poisoned(L.LightningModule):
     """A linear regression whose training loss (or gradient) turns NaN at step `bad_step`."""
 
-    def __init__(self, bad_step: int, where: str):
+    def __init__(self, bad_step: int | tuple[int, ...], where: str):
         super().__init__()
         self.layer = torch.nn.Linear(4, 1)
-        self.bad_step, self.where = bad_step, where
+        self.bad_steps = bad_step if isinstance(bad_step, tuple) else (bad_step,)
+        self.where = where
 
     def training_step(self, batch, batch_idx):
         x, y = batch
         loss = torch.nn.functional.mse_loss(self.layer(x), y)
-        if self.global_step + 1 == self.bad_step:
+        if self.global_step + 1 in self.bad_steps:
             poison = torch.tensor(float("nan"))
             loss = (
                 loss * poison
@@ -74,6 +75,44 @@ def test_the_run_stops_at_the_bad_step_and_last_ckpt_stays_finite(tmp_path, wher
     assert torch.load(last, weights_only=True)["global_step"] == 4  # the validation before
     assert finite_checkpoint(last)
     assert torch.isfinite(model.layer.weight).all()  # the NaN gradient never reached them
+
+
+def fit_poisoned(bad_steps: tuple[int, ...], max_skipped_steps: int) -> tuple:
+    guard = StopOnNonFinite(max_skipped_steps=max_skipped_steps)
+    trainer = L.Trainer(
+        max_steps=12,
+        limit_val_batches=0,
+        logger=False,
+        enable_progress_bar=False,
+        enable_checkpointing=False,
+        callbacks=[guard],
+    )
+    model = Poisoned(bad_step=bad_steps, where="gradient")
+    return trainer, model, guard
+
+
+def test_up_to_max_skipped_steps_bad_steps_are_skipped():
+    trainer, model, guard = fit_poisoned((5, 9), max_skipped_steps=2)
+    before = {}
+
+    class Watch(L.Callback):  # the weights of the steps before and after a skipped one
+        def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx):
+            before[trainer.global_step] = pl_module.layer.weight.detach().clone()
+
+    trainer.callbacks.append(Watch())
+    with pytest.warns(UserWarning, match="step 5: the gradients are not finite.*1 of at most 2"):
+        trainer.fit(model, loader())
+    assert trainer.global_step == 12 and guard.skipped_steps == 2
+    assert torch.equal(before[4], before[5])  # step 5 left the weights as they were
+    assert not torch.equal(before[5], before[6])  # and training went on
+    assert torch.isfinite(model.layer.weight).all()
+
+
+def test_one_bad_step_more_than_allowed_stops_the_run():
+    trainer, model, guard = fit_poisoned((5, 9), max_skipped_steps=1)
+    with pytest.raises(NonFiniteError, match="step 9 .* after 1 skipped steps"):
+        trainer.fit(model, loader())
+    assert torch.isfinite(model.layer.weight).all()
 
 
 def test_a_diverging_fit_ends_with_one_message_and_no_nan_checkpoint():

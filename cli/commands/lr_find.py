@@ -10,6 +10,7 @@ from pathlib import Path
 import lightning as L
 
 from core.files import atomic_path
+from core.runs import run_dir
 
 
 def lr_find(
@@ -20,14 +21,14 @@ def lr_find(
     max_lr: float = 1.0,
     num_training: int = 100,
     early_stop_threshold: float | None = 4.0,
-    plot: str = "lr_find.png",
+    plot: str | None = None,
 ) -> float | None:
     """Sweep the learning rate log-uniformly from min_lr to max_lr over num_training steps
     (Lightning's Tuner), save the loss-vs-lr plot and print the suggested value.
 
     Args:
         early_stop_threshold: stop when the loss exceeds this many times the best (None: never).
-        plot: where the PNG goes.
+        plot: where the PNG goes; by default lr_find.png in the run's folder.
     """
     from lightning.pytorch.tuner import Tuner
 
@@ -46,7 +47,7 @@ def lr_find(
     figure.axes[0].set_title(
         f"{type(model).__name__}: suggested lr {suggestion:.3g}" if suggestion else "no suggestion"
     )
-    path = Path(plot)
+    path = Path(plot) if plot else run_dir(trainer) / "lr_find.png"
     with atomic_path(path) as tmp:  # an interrupted run never leaves half a picture
         figure.savefig(tmp, dpi=120, format=path.suffix.lstrip(".") or "png")
     for logger in trainer.loggers:

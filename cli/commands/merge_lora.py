@@ -1,6 +1,6 @@
 """`merge_lora`: fold a LoRA adapter into its base and write a plain GPT checkpoint.
 
-python main.py merge_lora --config configs/gpt_lora_chat.yaml --ckpt_path ADAPTER.ckpt --output merged.ckpt
+python main.py merge_lora --config configs/gpt_lora_chat.yaml --ckpt_path ADAPTER.ckpt [--output merged.ckpt]
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ def merge_lora(
     model: L.LightningModule,
     datamodule: L.LightningDataModule,
     ckpt_path: str | None = None,
-    output: str = "merged.ckpt",
+    output: str | None = None,
 ) -> str:
     """Fold a LoRA adapter into its base GPT (W + alpha/r B A) and write a plain GPT
     checkpoint, loadable by `GPT.load_from_checkpoint` and by test / generate with a GPT
@@ -28,7 +28,8 @@ def merge_lora(
 
     Args:
         ckpt_path: the adapter checkpoint of a LoRA run (its base is found from it).
-        output: where the merged GPT checkpoint goes (written atomically).
+        output: where the merged GPT checkpoint goes (written atomically); by default
+            merged.ckpt beside the adapter, in its run's folder.
     """
     from lit_models.lora import LoRAGPT
 
@@ -57,7 +58,7 @@ def merge_lora(
     }
     if hasattr(datamodule, "tokenizer_name"):  # as a fit run on that data records it
         checkpoint[type(datamodule).__qualname__] = datamodule.state_dict()
-    path = Path(output)
+    path = Path(output) if output else Path(ckpt_path).parent / "merged.ckpt"
     with atomic_path(path) as tmp:  # an interrupted merge never leaves half a checkpoint
         torch.save(checkpoint, tmp)
     trainable, total = model.parameter_counts()
