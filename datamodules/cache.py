@@ -11,21 +11,28 @@ settings that shape the derived files, and `CACHE_FORMAT`: other inputs or setti
 another folder, never a stale reuse. Files are written whole or not at all (written beside
 their target, then renamed onto it), so two processes that build the same file at once both
 write a complete, identical file and a reader never sees half of one.
+
+Each file carries its size and SHA-256 in a header line (`core.checked_files`). A file that
+fails the check or does not load (truncated, emptied, overwritten, a disk error) is reported
+once on stderr by path, removed and built again: a damaged cache never stops a run. A cache
+folder that cannot be written only costs the rebuild on the next run.
 """
 
 from __future__ import annotations
 
 import hashlib
 import os
+import sys
 from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from core.files import atomic_write_bytes
+from core.checked_files import DamagedFile, unwrap, write_checked
 
-# Part of every key: bump it when training or encoding changes, so that old caches are not
-# reused (2: word vocabularies counted by `word_vocabulary`, without id holes).
-CACHE_FORMAT = 2
+# Part of every key: bump it when training, encoding or the file layout changes, so that old
+# caches are not reused (2: word vocabularies counted by `word_vocabulary`, without id holes;
+# 3: files carry a checksum header, so the unchecked files of 2 stay in their old folders).
+CACHE_FORMAT = 3
 
 T = TypeVar("T")
 
@@ -68,12 +75,61 @@ class DerivedFiles:
         name: str,
         build: Callable[[], T],
         dump: Callable[[T], bytes],
-        load: Callable[[Path], T],
+        load: Callable[[bytes], T],
     ) -> T:
-        """The file `name` loaded, or built, written (atomically) and returned."""
-        path = self.path(name)
-        if path.exists():
-            return load(path)
-        value = build()
-        atomic_write_bytes(path, dump(value))
+        """The file `name` loaded (`load` of its payload), or built, written and returned."""
+        value = self.read(name, load)
+        if value is None:
+            value = build()
+            self.write(name, dump(value))
         return value
+
+    def read(self, name: str, load: Callable[[bytes], T]) -> T | None:
+        """`load` of the payload of file `name`; None when it is missing, or damaged: then
+        it is reported and removed, for the caller to build it again."""
+        path = self.path(name)
+        try:
+            with path.open("rb") as f:
+                data, identity = f.read(), _identity(os.fstat(f.fileno()))
+        except (FileNotFoundError, NotADirectoryError):  # not built yet (or no folder for it)
+            return None
+        except OSError as err:
+            _warn(f"cache file {path} is unreadable ({err.strerror or err}); rebuilding it")
+            return None
+        try:
+            return load(unwrap(data))
+        except DamagedFile as err:
+            reason = str(err)
+        except Exception as err:  # checked bytes that still do not load: also damaged
+            reason = f"{type(err).__name__}: {err}"
+        _warn(f"cache file {path} is damaged ({reason}); rebuilding it")
+        _remove_if_unchanged(path, identity)
+        return None
+
+    def write(self, name: str, payload: bytes) -> None:
+        """Write file `name` (atomically, with its checksum). A folder that cannot be written
+        is reported, not fatal: the run goes on with what it built."""
+        path = self.path(name)
+        try:
+            write_checked(path, payload)
+        except OSError as err:
+            _warn(f"cannot write cache file {path} ({err.strerror or err}); going on without it")
+
+
+def _warn(message: str) -> None:
+    # Straight to stderr: the user sees it whatever logging is configured to show.
+    print(f"warning: {message}", file=sys.stderr, flush=True)
+
+
+def _identity(st: os.stat_result) -> tuple[int, int, int]:
+    return st.st_dev, st.st_ino, st.st_mtime_ns
+
+
+def _remove_if_unchanged(path: Path, identity: tuple[int, int, int]) -> None:
+    """Remove the damaged file read, not a whole one another process renamed onto its path
+    since (a rename makes a new inode)."""
+    try:
+        if _identity(path.stat()) == identity:
+            path.unlink()
+    except OSError:
+        pass  # gone already, or a folder we cannot write: the rebuild replaces it or warns

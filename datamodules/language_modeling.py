@@ -29,7 +29,6 @@ from torch.utils.data import DataLoader, Dataset, IterableDataset
 
 from core.constants import IGNORE_INDEX, SPLITS, Split
 from core.errors import DataError, UserError, require_positive
-from core.files import atomic_write_bytes
 from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
 from datamodules.dedup import Shingle, blank_line_blocks, drop_near_duplicates, excerpt
@@ -47,6 +46,7 @@ from datamodules.tokenizers import (
 log = logging.getLogger(__name__)
 # random_windows: nanoGPT's random blocks; contiguous: parallel streams in order (RNNs, TBPTT)
 Batching = Literal["random_windows", "contiguous"]
+DEDUP_REPORT = "dedup.json"  # in the cache folder, beside the token ids it describes
 DEDUP_FORMAT = 1  # bump when the deduplication rule changes: old caches are then not reused
 DEDUP_EXAMPLES = 3  # dropped documents shown in the log and kept in the report
 
@@ -322,7 +322,7 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         }
         self._dedup_report, self._deduplicated = report, True
         self._log_dedup_report(report)
-        atomic_write_bytes(self._dedup_report_path(), json.dumps(report, indent=1).encode())
+        self.cache.write(DEDUP_REPORT, json.dumps(report, indent=1).encode())
         out = {}
         for name in texts:  # aliases keep pointing at one list
             first = next(u for u in unique if texts[u] is texts[name])
@@ -336,16 +336,13 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         split) and a few `examples`; None when `dedup` is off. Read back from the cache when
         the token ids are."""
         if self.dedup and self._dedup_report is None:
-            path = self._dedup_report_path()
-            if path.exists():
-                self._dedup_report = json.loads(path.read_text())
-                self._log_dedup_report(self._dedup_report, cached=True)
-            else:
+            report = self.cache.read(DEDUP_REPORT, json.loads)
+            if report is None:  # missing or damaged: deduplicating again writes it
                 self.lines()
+            else:
+                self._dedup_report = report
+                self._log_dedup_report(report, cached=True)
         return self._dedup_report
-
-    def _dedup_report_path(self) -> Path:
-        return self.cache.path("dedup.json")
 
     def _log_dedup_report(self, report: dict, cached: bool = False) -> None:
         per_split = ", ".join(
@@ -383,7 +380,7 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
                 "tokenizer.json",
                 build=self._train_tokenizer,
                 dump=Tokenizer.to_bytes,
-                load=lambda path: Tokenizer.load(path, self.tokenizer_kind),
+                load=lambda data: Tokenizer.from_bytes(data, self.tokenizer_kind),
             )
         return self._tokenizer
 
@@ -399,6 +396,7 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
 
     @property
     def tokenizer_path(self) -> Path:
+        """The cached tokenizer: its JSON behind a checksum header (`core.checked_files`)."""
         self.tokenizer  # noqa: B018 - makes sure the file exists
         return self.cache.path("tokenizer.json")
 
@@ -413,7 +411,7 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
                 f"{split}.npz",
                 build=lambda: encode_lines(self.tokenizer, self.lines()[split]),
                 dump=EncodedSplit.to_bytes,
-                load=EncodedSplit.load,
+                load=EncodedSplit.from_bytes,
             )
         return self.splits[split]
 

@@ -261,8 +261,13 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
             path.name,
             build=self._aligned_vectors,
             dump=_torch_bytes,
-            load=lambda p: torch.load(p, weights_only=True),
+            load=lambda data: torch.load(io.BytesIO(data), weights_only=True),
         )
+        if not path.is_file():  # the cache folder refused it: the model reads the file
+            raise UserError(
+                f"cannot write the aligned word vectors to {path}: set data.init_args.cache_dir "
+                "to a writable folder."
+            )
         found = aligned["found"]
         rank_zero_info(
             "word vectors from %s: %d of %d vocabulary words found, the rest keep a random init",

@@ -50,8 +50,12 @@ class Tokenizer:
         atomic_write_bytes(path, self.to_bytes())
 
     @classmethod
+    def from_bytes(cls, data: bytes, kind: str) -> Tokenizer:
+        return cls(HFTokenizer.from_str(data.decode()), kind)
+
+    @classmethod
     def load(cls, path: Path, kind: str) -> Tokenizer:
-        return cls(HFTokenizer.from_file(str(path)), kind)
+        return cls.from_bytes(path.read_bytes(), kind)
 
     # --- the vocabulary -------------------------------------------------------------------
     @property
@@ -137,9 +141,13 @@ class EncodedSplit:
         atomic_write_bytes(path, self.to_bytes())
 
     @classmethod
-    def load(cls, path: Path) -> EncodedSplit:
-        with np.load(path) as f:
+    def from_bytes(cls, data: bytes) -> EncodedSplit:
+        with np.load(io.BytesIO(data)) as f:
             return cls(f["ids"], f["words"], f["chars"])
+
+    @classmethod
+    def load(cls, path: Path) -> EncodedSplit:
+        return cls.from_bytes(path.read_bytes())
 
 
 def word_vocabulary(

@@ -248,6 +248,7 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
 
     @property
     def tokenizer_path(self) -> Path:
+        """The cached tokenizer: its JSON behind a checksum header (`core.checked_files`)."""
         return self.cache.path("tokenizer.json")
 
     @property
@@ -257,7 +258,7 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
                 "tokenizer.json",
                 build=self._train_tokenizer,
                 dump=Tokenizer.to_bytes,
-                load=lambda path: Tokenizer.load(path, self.tokenizer_kind),
+                load=lambda data: Tokenizer.from_bytes(data, self.tokenizer_kind),
             )
             ids = [tok.token_to_id(t) for t in TRANSLATION_SPECIALS]
             if ids != list(range(len(TRANSLATION_SPECIALS))):
@@ -300,7 +301,7 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
                     for lang in self.languages
                 },
                 dump=_ids_to_npz,
-                load=lambda path: _ids_from_npz(path, self.languages),
+                load=lambda data: _ids_from_npz(data, self.languages),
             )
         return self._encoded[split]
 
@@ -420,8 +421,8 @@ def _ids_to_npz(encoded: dict[str, list[list[int]]]) -> bytes:
     return buf.getvalue()
 
 
-def _ids_from_npz(path: Path, languages: Sequence[str]) -> dict[str, list[list[int]]]:
-    with np.load(path) as f:
+def _ids_from_npz(data: bytes, languages: Sequence[str]) -> dict[str, list[list[int]]]:
+    with np.load(io.BytesIO(data)) as f:
         return {lang: _unflatten(f[f"{lang}_ids"], f[f"{lang}_lengths"]) for lang in languages}
 
 

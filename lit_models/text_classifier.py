@@ -17,6 +17,7 @@ forward state after word n and, bidirectional, the backward state after word 1.
 
 from __future__ import annotations
 
+import io
 from pathlib import Path
 from typing import Literal
 
@@ -28,6 +29,7 @@ from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score
 
+from core.checked_files import DamagedFile, read_payload
 from core.errors import UserError
 
 Cell = Literal["rnn", "gru", "lstm"]
@@ -106,7 +108,14 @@ class TextClassifier(L.LightningModule):
             # on another machine, where the checkpoint's trained weights replace the init anyway.
             rank_zero_warn(f"pretrained embeddings {path} not found: the random init is kept")
             return
-        saved = torch.load(path, map_location="cpu", weights_only=True)
+        try:  # the datamodule's cache file (checked) or a plain torch file
+            payload = read_payload(path)
+        except DamagedFile as err:
+            rank_zero_warn(
+                f"pretrained embeddings {path} are damaged ({err}): the random init is kept"
+            )
+            return
+        saved = torch.load(io.BytesIO(payload), map_location="cpu", weights_only=True)
         vectors, found = saved["vectors"], saved["found"]
         if vectors.shape != self.embedding.weight.shape:
             raise UserError(

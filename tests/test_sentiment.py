@@ -3,6 +3,7 @@ over packed sequences, pretrained word vectors, and both configs through the CLI
 
 from __future__ import annotations
 
+import io
 import json
 from pathlib import Path
 
@@ -10,6 +11,7 @@ import pytest
 import torch
 import torch.nn.functional as F
 
+from core.checked_files import read_payload
 from core.errors import DataError
 from datamodules.sentiment import (
     RTPolarityDataModule,
@@ -283,7 +285,8 @@ def test_pretrained_vectors_land_in_their_words_rows(tmp_path):
     torch.testing.assert_close(weight[data.vocab["a"]], vectors[3])
     # "bad" is not in the file: its row keeps the same random init as without vectors.
     torch.testing.assert_close(weight[data.vocab["bad"]], random_init[data.vocab["bad"]])
-    assert torch.load(data.pretrained_embeddings, weights_only=True)["found"].sum() == 3
+    aligned = io.BytesIO(read_payload(data.pretrained_embeddings))  # a checked cache file
+    assert torch.load(aligned, weights_only=True)["found"].sum() == 3
 
     with pytest.raises(Exception, match="n_embd=4"):
         tiny_model(
