@@ -7,6 +7,8 @@ fit is a UserError naming it."""
 
 from __future__ import annotations
 
+import json
+
 import pytest
 import torch
 from safetensors.torch import load_file, save_file
@@ -14,6 +16,7 @@ from safetensors.torch import load_file, save_file
 from core.errors import UserError
 from lit_models import GPT
 from lit_models.modules.decoding import generate, left_pad
+from tests.conftest import config, run_cli
 
 transformers = pytest.importorskip("transformers")
 
@@ -223,6 +226,9 @@ def test_unsupported_architectures_are_named(tmp_path):
     _, folder = saved(tmp_path, qwen2_config(use_sliding_window=True, sliding_window=64), "q")
     with pytest.raises(UserError, match="sliding window"):
         GPT(init_from=str(folder))
+    _, folder = saved(tmp_path, llama_config(attention_bias=True, mlp_bias=False), "biases")
+    with pytest.raises(UserError, match="attention_bias=True with mlp_bias=False"):
+        GPT(init_from=str(folder))
 
 
 def test_scaled_rope_is_refused(tmp_path):
@@ -302,6 +308,16 @@ def test_pytorch_model_bin_and_the_bare_gpt2_names_load(tmp_path):
         assert max_diff(gpt(ids), hf(ids).logits) < ATOL
 
 
+def test_sharded_weights_load(tmp_path):
+    hf = hf_model(llama_config())
+    hf.save_pretrained(tmp_path / "sharded", max_shard_size="20KB")
+    assert (tmp_path / "sharded" / "model.safetensors.index.json").is_file()
+    gpt = GPT(init_from=str(tmp_path / "sharded"), dropout=0.0).eval()
+    ids = tokens(50)
+    with torch.no_grad():
+        assert max_diff(gpt(ids), hf(ids).logits) < ATOL
+
+
 def test_the_data_must_speak_the_model_vocabulary_and_fit_its_context(tmp_path):
     hf, folder = saved(tmp_path, gpt2_config())
     with pytest.raises(UserError, match=f"vocabulary of {VOCAB} tokens, the data 65"):
@@ -318,3 +334,84 @@ def test_the_data_must_speak_the_model_vocabulary_and_fit_its_context(tmp_path):
     assert gpt.hparams.mlp == "gelu_tanh"  # GPT-2's gelu_new
     rebuilt = GPT(**gpt.hparams)
     rebuilt.load_state_dict(gpt.state_dict())
+
+
+# --- through the CLI -----------------------------------------------------------------------------
+
+
+def save_gpt_checkpoint(model: GPT, path, **extra) -> None:
+    """A checkpoint as `python main.py fit` writes one (the fields the CLI reads)."""
+    checkpoint = {
+        "state_dict": model.state_dict(),
+        "hyper_parameters": {**model.hparams, "_class_path": "lit_models.GPT"},
+        "pytorch-lightning_version": "2.6.6",
+    }
+    model.on_save_checkpoint(checkpoint)
+    torch.save({**checkpoint, **extra}, path)
+
+
+CHAT = ["--config", config("gpt_chat_pretrain.yaml"), "--data.init_args.block_size=32"]
+QUICK = [
+    "--data.init_args.batch_size=4",
+    "--trainer.max_steps=4",
+    "--trainer.val_check_interval=2",
+    "--trainer.limit_val_batches=2",
+    "--trainer.callbacks=[]",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.logger=CSVLogger",
+    "--trainer.logger.save_dir=csv",
+]
+
+
+def test_fine_tune_from_hugging_face_then_export_through_the_cli(tmp_path):
+    """fit with init_from (a Llama of the chat data's 259 byte-level ids), then export_hf of
+    its last.ckpt: beside it by default, with the source's tokenizer files, written again
+    onto the same folder (replaced whole); transformers' logits equal the checkpoint's, and
+    the checkpoint rebuilds without the source folder."""
+    _, folder = saved(tmp_path, llama_config(vocab_size=259))
+    (folder / "tokenizer.json").write_text(json.dumps({"stand-in": True}))
+    run_cli("fit", *CHAT, *QUICK, f"--model.init_args.init_from={folder}")
+    (ckpt,) = tmp_path.glob("csv/**/checkpoints/last.ckpt")
+    for _ in range(2):
+        proc = run_cli("export_hf", *CHAT, "--ckpt_path", str(ckpt))
+        assert "LlamaForCausalLM written to" in proc.stdout
+    out = ckpt.parent / "last_hf"
+    assert json.loads((out / "tokenizer.json").read_text()) == {"stand-in": True}
+    assert not [p for p in ckpt.parent.iterdir() if p.name.startswith(".")]  # no temporaries
+    folder.rename(tmp_path / "moved")
+    tuned = GPT.load_from_checkpoint(ckpt).eval()
+    assert tuned.hparams.n_kv_head == 2 and tuned.hparams.positional == "rope"
+    exported = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    ids = torch.randint(0, 259, (1, 32))
+    with torch.no_grad():
+        assert max_diff(exported(ids).logits, tuned(ids)) < ATOL
+
+
+def test_the_data_vocabulary_must_be_the_model_vocabulary_in_the_cli(tmp_path):
+    _, folder = saved(tmp_path, llama_config())
+    proc = run_cli("fit", *CHAT, *QUICK, f"--model.init_args.init_from={folder}", check=False)
+    assert proc.returncode == 2 and f"vocabulary of {VOCAB} tokens, the data 259" in proc.stderr
+    assert "Traceback" not in proc.stderr
+
+
+def test_export_hf_refuses_what_it_cannot_write(tmp_path):
+    gpt = GPT(vocab_size=259, block_size=32, n_layer=1, n_head=2, n_embd=16, positional="rope")
+    ckpt = tmp_path / "rope.ckpt"
+    save_gpt_checkpoint(gpt, ckpt)
+    proc = run_cli("export_hf", *CHAT, "--ckpt_path", str(ckpt), check=False)
+    assert proc.returncode == 2 and "has no Hugging Face class" in proc.stderr
+    (tmp_path / "taken").mkdir()
+    (tmp_path / "taken" / "notes.txt").write_text("mine")
+    ok = GPT(vocab_size=259, block_size=32, n_layer=1, n_head=2, n_embd=16)
+    save_gpt_checkpoint(ok, ckpt)
+    proc = run_cli(
+        "export_hf",
+        *CHAT,
+        "--ckpt_path",
+        str(ckpt),
+        "--output",
+        str(tmp_path / "taken"),
+        check=False,
+    )
+    assert proc.returncode == 2 and "is not an exported model folder" in proc.stderr
+    assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
