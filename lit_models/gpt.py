@@ -17,6 +17,7 @@ grouped-query attention), biases on the Q/K/V projections only (`attention_bias`
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
 from typing import Literal
 
 import torch
@@ -94,17 +95,35 @@ class GPT(LanguageModel):
         """
         super().__init__()
         self.save_hyperparameters()
+        # Read from the arguments, not self.hparams: built inside another model's __init__
+        # (LoRAGPT's base), save_hyperparameters records that model's arguments.
+        hp = SimpleNamespace(
+            vocab_size=vocab_size,
+            block_size=block_size,
+            n_layer=n_layer,
+            n_head=n_head,
+            n_embd=n_embd,
+            bias=bias,
+            positional=positional,
+            tie_weights=tie_weights,
+            norm=norm,
+            norm_eps=norm_eps,
+            mlp=mlp,
+            n_ff=n_ff,
+            n_kv_head=n_kv_head,
+            attention_bias=attention_bias,
+            rope_theta=rope_theta,
+        )
         pretrained = None
         if init_from is not None:
             pretrained = hf_convert.read_pretrained(init_from)
-            settings = hf_convert.fit_to_data(pretrained, vocab_size, block_size)
-            # The checkpoints of this model hold its architecture, not the folder: they load
-            # without it (the folder is recorded as `hf_source`).
-            self.hparams.update(settings, init_from=None)
-        hp = self.hparams
-        check_settings(hp)
+            vars(hp).update(hf_convert.fit_to_data(pretrained, vocab_size, block_size))
+        check_settings(hp, learning_rate, min_learning_rate)
         if hp.n_ff is None:
             hp.n_ff = swiglu_hidden_size(hp.n_embd) if hp.mlp == "swiglu" else 4 * hp.n_embd
+        # The checkpoints hold the architecture as built, not the folder it came from: they
+        # load without it (the folder is kept as `hf_source`, for export_hf's tokenizer).
+        self.hparams.update(vars(hp), init_from=None if pretrained else init_from)
         self.block_size = hp.block_size
         self.hf_source = pretrained.folder if pretrained else None
         self.token_embedding = nn.Embedding(hp.vocab_size, hp.n_embd)
@@ -118,13 +137,13 @@ class GPT(LanguageModel):
                 make_positional(hp.positional, hp.block_size, hp.n_embd),
                 None,
             )
-        self.dropout = nn.Dropout(hp.dropout)
+        self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(
                 hp.n_embd,
                 hp.n_head,
                 hp.n_ff,
-                dropout=hp.dropout,
+                dropout=dropout,
                 bias=hp.bias,
                 norm_first=True,
                 activation=hp.mlp,
@@ -247,7 +266,7 @@ class GPT(LanguageModel):
         self.hf_source = checkpoint.get("hf_source", self.hf_source)
 
 
-def check_settings(hp) -> None:
+def check_settings(hp: SimpleNamespace, learning_rate: float, min_learning_rate: float) -> None:
     """Settings that cannot build a model, named as the config names them."""
     if hp.vocab_size is None or hp.block_size is None:
         raise UserError(
@@ -266,9 +285,9 @@ def check_settings(hp) -> None:
         raise UserError(
             f"model.positional=rope rotates pairs of dimensions: the head size n_embd / n_head = {hp.n_embd // hp.n_head} must be even."
         )
-    if not 0 <= hp.min_learning_rate <= hp.learning_rate:
+    if not 0 <= min_learning_rate <= learning_rate:
         raise UserError(
-            f"model.min_learning_rate={hp.min_learning_rate} must be between 0 and model.learning_rate={hp.learning_rate}."
+            f"model.min_learning_rate={min_learning_rate} must be between 0 and model.learning_rate={learning_rate}."
         )
 
 

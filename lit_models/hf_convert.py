@@ -396,15 +396,15 @@ def fit_to_data(pretrained: Pretrained, vocab_size: int | None, block_size: int 
 def load_into(gpt: torch.nn.Module, pretrained: Pretrained) -> None:
     """Load the checked HF tensors into `gpt`, built with `pretrained.settings` (strictly: every
     GPT tensor is set)."""
-    family, tensors = pretrained.family, pretrained.tensors
+    family, tensors, settings = pretrained.family, pretrained.tensors, pretrained.settings
     state = {}
-    for ours, theirs in table(family, gpt.hparams.n_layer):
+    for ours, theirs in table(family, settings["n_layer"]):
         if all(t in tensors for t in theirs):
             parts = [
                 tensors[t].t() if transposed(family, t, tensors[t]) else tensors[t] for t in theirs
             ]
             state[ours] = torch.cat(parts, dim=0)
-    if gpt.hparams.tie_weights:
+    if settings["tie_weights"]:
         state["lm_head.weight"] = state["token_embedding.weight"]
     if "position.embedding.weight" in state:  # learned positions, as far as the GPT's context
         state["position.embedding.weight"] = state["position.embedding.weight"][: gpt.block_size]
