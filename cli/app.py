@@ -63,6 +63,7 @@ class SuiteCLI(LightningCLI):
             "merge_lora": {"model", "datamodule"},
             "chat": {"model", "datamodule"},
             "export_vectors": {"model", "datamodule"},
+            "export_hf": {"model", "datamodule"},
         }
 
     def _parse_ckpt_path(self) -> None:

@@ -68,6 +68,7 @@ class Trainer(L.Trainer):
     lr_find = commands.lr_find.lr_find
     export_vectors = commands.export_vectors.export_vectors
     merge_lora = commands.merge_lora.merge_lora
+    export_hf = commands.export_hf.export_hf
     chat = commands.chat.chat
 
 

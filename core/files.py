@@ -1,5 +1,5 @@
 """Files written whole or not at all: a run killed mid-write never leaves half a checkpoint,
-picture, vocabulary or config behind. Each is written to a temporary file beside its target
+picture, vocabulary, config or exported model folder behind. Each is written to a temporary file beside its target
 (same folder, so same file system, whatever TMPDIR is), flushed to disk, then renamed onto
 it, which POSIX makes atomic.
 
@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import os
 import re
+import shutil
 import socket
 import tempfile
 from collections.abc import Iterator
@@ -45,6 +46,34 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
         raise
 
 
+@contextmanager
+def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
+    """A temporary folder beside `path` to fill; its files flushed to disk and the folder
+    renamed onto `path` when the block ends, removed if it raises. A folder already at `path`
+    is replaced: moved aside first, removed after, so `path` is always the old folder whole or
+    the new one whole (or, for the instant between the two renames, absent)."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    prefix, suffix = f".{path.name}.{HOST}-{os.getpid()}.", ".tmp"
+    tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=suffix))
+    try:
+        yield tmp
+        os.chmod(tmp, 0o755)  # mkdtemp makes it private; the folder is a normal output
+        for file in tmp.rglob("*"):
+            if file.is_file():
+                sync(file)
+        old = None
+        if path.exists():
+            old = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=suffix))
+            os.replace(path, old)  # onto the empty folder just made: POSIX allows it
+        os.replace(tmp, path)
+        if old is not None:
+            shutil.rmtree(old)
+    except BaseException:
+        shutil.rmtree(tmp, ignore_errors=True)
+        raise
+
+
 def sync(path: Path) -> None:
     fd = os.open(path, os.O_RDONLY)
     try:
@@ -74,7 +103,10 @@ def remove_stale_temporaries(folder: str | os.PathLike) -> list[Path]:
     for path in folder.glob(".*.tmp"):
         match = TEMPORARY.match(path.name)
         if match and match["host"] == HOST and not process_alive(int(match["pid"])):
-            path.unlink(missing_ok=True)
+            if path.is_dir() and not path.is_symlink():  # an atomic_folder's
+                shutil.rmtree(path, ignore_errors=True)
+            else:
+                path.unlink(missing_ok=True)
             removed.append(path)
     return removed
 

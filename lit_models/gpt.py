@@ -6,34 +6,60 @@
 
 Sizes follow nanoGPT's names (n_layer, n_head, n_embd); so does the optimisation: AdamW with
 weight decay on matrices only, linear warmup then cosine decay.
+
+The modern decoder of LLaMA (Touvron et al. 2023) and Qwen2 is the same model with other
+choices: `norm: rmsnorm`, `positional: rope` (the positions rotate each head's queries and
+keys instead of being added to h_0), `mlp: swiglu`, fewer key/value heads (`n_kv_head`,
+grouped-query attention), biases on the Q/K/V projections only (`attention_bias`, Qwen2).
+`init_from` loads such a model, or a GPT-2, from Hugging Face (lit_models/hf_convert.py).
 """
 
 from __future__ import annotations
 
 import math
+from types import SimpleNamespace
+from typing import Literal
 
 import torch
 from torch import nn
 
 from core.errors import UserError
+from lit_models import hf_convert
 from lit_models.language_model import LanguageModel
-from lit_models.modules import TransformerBlock, make_positional
-from lit_models.modules.positional import Positional
+from lit_models.modules import RotaryEmbedding, TransformerBlock, make_norm, make_positional
+from lit_models.modules.norm import Norm
+from lit_models.modules.positional import PositionalOrRotary
 from lit_models.optim import adamw_warmup_cosine
+
+MLP = Literal["gelu", "gelu_tanh", "swiglu"]  # gelu_tanh: GPT-2's approximation
+
+
+def swiglu_hidden_size(n_embd: int, multiple_of: int = 256) -> int:
+    """LLaMA's SwiGLU width: 2/3 of 4 n_embd (three matrices cost what two of 4 n_embd do),
+    rounded up to a multiple of 256 (11008 for n_embd 4096)."""
+    return multiple_of * math.ceil(int(2 * 4 * n_embd / 3) / multiple_of)
 
 
 class GPT(LanguageModel):
     def __init__(
         self,
-        vocab_size: int,
-        block_size: int,
+        vocab_size: int | None = None,
+        block_size: int | None = None,
         n_layer: int = 6,
         n_head: int = 6,
         n_embd: int = 384,
         dropout: float = 0.2,
         bias: bool = False,
-        positional: Positional = "learned",
+        positional: PositionalOrRotary = "learned",
         tie_weights: bool = True,
+        norm: Norm = "layernorm",
+        norm_eps: float = 1e-5,
+        mlp: MLP = "gelu",
+        n_ff: int | None = None,
+        n_kv_head: int | None = None,
+        attention_bias: bool = False,
+        rope_theta: float = 10000.0,
+        init_from: str | None = None,
         learning_rate: float = 1e-3,
         min_learning_rate: float = 1e-4,
         weight_decay: float = 0.1,
@@ -46,42 +72,99 @@ class GPT(LanguageModel):
         Args:
             vocab_size: set by the datamodule (linked by the CLI).
             block_size: context length; set by the datamodule's `block_size`.
-            positional: `learned` (GPT) or `sinusoidal` (fixed, Vaswani et al.).
+            bias: biases in every linear layer and LayerNorm.
+            positional: `learned` (GPT), `sinusoidal` (fixed, Vaswani et al.) or `rope`
+                (rotary, LLaMA; angles from `rope_theta`).
             tie_weights: share the token embedding with the output layer.
+            norm: `layernorm` (GPT) or `rmsnorm` (LLaMA); `norm_eps` is its epsilon.
+            mlp: the feed-forward network: `gelu` (GPT), `gelu_tanh` (GPT-2's GELU) or
+                `swiglu` (LLaMA), `n_ff` wide (default 4 n_embd; for swiglu LLaMA's
+                2/3 of that, rounded up to a multiple of 256).
+            n_kv_head: key/value heads (default n_head; fewer, dividing n_head, is
+                grouped-query attention).
+            attention_bias: biases on the Q, K, V projections even without `bias` (Qwen2).
+            init_from: a Hugging Face model to start from, GPT-2 or LLaMA/Qwen2 family: a
+                folder (config.json and model.safetensors) or a hub id already in the local
+                cache. Its config sets the architecture (the sizes and choices above) and
+                the data's vocabulary must be the model's; block_size is the model's context
+                unless the data's is shorter.
             lr_decay_steps: step at which cosine decay reaches `min_learning_rate`;
                 default: the trainer's total steps (`max_steps`).
             kv_cache: when generating, keep each layer's keys and values so that a new token
                 costs one position, not the whole context (off: recompute, for comparison).
         """
         super().__init__()
-        if n_embd % n_head:
-            raise UserError(
-                f"model.n_embd={n_embd} must be divisible by model.n_head={n_head} (each head gets n_embd / n_head dims)."
-            )
-        if not 0 <= min_learning_rate <= learning_rate:
-            raise UserError(
-                f"model.min_learning_rate={min_learning_rate} must be between 0 and model.learning_rate={learning_rate}."
-            )
         self.save_hyperparameters()
-        self.block_size = block_size
-        self.token_embedding = nn.Embedding(vocab_size, n_embd)
-        self.position = make_positional(positional, block_size, n_embd)
+        # Read from the arguments, not self.hparams: built inside another model's __init__
+        # (LoRAGPT's base), save_hyperparameters records that model's arguments.
+        hp = SimpleNamespace(
+            vocab_size=vocab_size,
+            block_size=block_size,
+            n_layer=n_layer,
+            n_head=n_head,
+            n_embd=n_embd,
+            bias=bias,
+            positional=positional,
+            tie_weights=tie_weights,
+            norm=norm,
+            norm_eps=norm_eps,
+            mlp=mlp,
+            n_ff=n_ff,
+            n_kv_head=n_kv_head,
+            attention_bias=attention_bias,
+            rope_theta=rope_theta,
+        )
+        pretrained = None
+        if init_from is not None:
+            pretrained = hf_convert.read_pretrained(init_from)
+            vars(hp).update(hf_convert.fit_to_data(pretrained, vocab_size, block_size))
+        check_settings(hp, learning_rate, min_learning_rate)
+        if hp.n_ff is None:
+            hp.n_ff = swiglu_hidden_size(hp.n_embd) if hp.mlp == "swiglu" else 4 * hp.n_embd
+        # The checkpoints hold the architecture as built, not the folder it came from: they
+        # load without it (the folder is kept as `hf_source`, for export_hf's tokenizer).
+        self.hparams.update(vars(hp), init_from=None if pretrained else init_from)
+        self.block_size = hp.block_size
+        self.hf_source = pretrained.folder if pretrained else None
+        self.token_embedding = nn.Embedding(hp.vocab_size, hp.n_embd)
+        if hp.positional == "rope":
+            self.position, self.rotary = (
+                None,
+                RotaryEmbedding(hp.n_embd // hp.n_head, hp.rope_theta),
+            )
+        else:
+            self.position, self.rotary = (
+                make_positional(hp.positional, hp.block_size, hp.n_embd),
+                None,
+            )
         self.dropout = nn.Dropout(dropout)
         self.blocks = nn.ModuleList(
             TransformerBlock(
-                n_embd, n_head, 4 * n_embd, dropout=dropout, bias=bias, norm_first=True
+                hp.n_embd,
+                hp.n_head,
+                hp.n_ff,
+                dropout=dropout,
+                bias=hp.bias,
+                norm_first=True,
+                activation=hp.mlp,
+                norm=hp.norm,
+                norm_eps=hp.norm_eps,
+                n_kv_head=hp.n_kv_head,
+                qkv_bias=hp.bias or hp.attention_bias,
             )
-            for _ in range(n_layer)
+            for _ in range(hp.n_layer)
         )
-        self.ln_f = nn.LayerNorm(n_embd, bias=bias)
-        self.lm_head = nn.Linear(n_embd, vocab_size, bias=False)
-        if tie_weights:
+        self.ln_f = make_norm(hp.norm, hp.n_embd, bias=hp.bias, eps=hp.norm_eps)
+        self.lm_head = nn.Linear(hp.n_embd, hp.vocab_size, bias=False)
+        if hp.tie_weights:
             self.lm_head.weight = self.token_embedding.weight
         self.apply(self._init_weights)
         # GPT-2: scale the projections that write into the residual stream by 1/sqrt(2L).
         for name, p in self.named_parameters():
             if name.endswith(("attn.out_proj.weight", "ff.proj.weight")):
-                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * n_layer))
+                nn.init.normal_(p, mean=0.0, std=0.02 / math.sqrt(2 * hp.n_layer))
+        if pretrained is not None:
+            hf_convert.load_into(self, pretrained)
 
     @staticmethod
     def _init_weights(module: nn.Module) -> None:
@@ -95,17 +178,27 @@ class GPT(LanguageModel):
         T = input_ids.size(1)
         if self.block_size < T:
             raise ValueError(f"sequence of {T} tokens is longer than block_size={self.block_size}")
-        h = self.dropout(self.token_embedding(input_ids) + self.position(T))
+        h, rotary = self._embed(input_ids, torch.arange(T, device=input_ids.device))
+        h = self.dropout(h)
         for block in self.blocks:
-            h = block(h, is_causal=True)
+            h = block(h, is_causal=True, rotary=rotary)
         return self.lm_head(self.ln_f(h))
+
+    def _embed(self, ids: torch.Tensor, positions: torch.Tensor):
+        """The tokens embedded, with their positions added (learned, sinusoidal), or the
+        rotary angles of the positions for the attention (rope: then None is added)."""
+        h = self.token_embedding(ids)
+        if self.rotary is not None:
+            return h, self.rotary(positions)
+        return h + self.position.at(positions), None
 
     # --- decoding (lit_models.modules.decoding drives these) ---------------------------------
     # Each row sees a window of at most block_size tokens. When a new token would overflow a
     # row's window, that row drops its oldest tokens down to its newest block_size // 2, and
     # the keys and values are recomputed with positions from 0 (positions are absolute and
-    # learned only up to block_size). With or without the KV cache the model sees the same
-    # windows, so both give the same logits; the cache saves recomputing them at every step.
+    # learned only up to block_size; rotary keys are cached rotated by their position). With or
+    # without the KV cache the model sees the same windows, so both give the same logits; the
+    # cache saves recomputing them at every step.
 
     def start_decoding(self, input_ids: torch.Tensor, attention_mask: torch.Tensor):
         window = DecodingWindow(
@@ -147,9 +240,10 @@ class GPT(LanguageModel):
         key_pos = torch.arange(S, device=ids.device)[None, :]
         # A query sees earlier real tokens; a padding query sees itself, so no row is all -inf.
         allowed = (key_pos <= query_pos) & (key_mask[:, None, :] | (key_pos == query_pos))
-        h = self.token_embedding(ids) + self.position.at(positions)
+        h, rotary = self._embed(ids, positions)
         for i, block in enumerate(self.blocks):
-            h = block(h, attn_mask=allowed[:, None], cache=None if caches is None else caches[i])
+            cache = None if caches is None else caches[i]
+            h = block(h, attn_mask=allowed[:, None], cache=cache, rotary=rotary)
         return self.lm_head(self.ln_f(h[:, -1]))
 
     def flops_per_token(self) -> float:
@@ -162,6 +256,39 @@ class GPT(LanguageModel):
 
     def configure_optimizers(self):
         return adamw_warmup_cosine(self)
+
+    # --- where the weights came from: a Hugging Face folder (export_hf copies its tokenizer) --
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        if self.hf_source:
+            checkpoint["hf_source"] = self.hf_source
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self.hf_source = checkpoint.get("hf_source", self.hf_source)
+
+
+def check_settings(hp: SimpleNamespace, learning_rate: float, min_learning_rate: float) -> None:
+    """Settings that cannot build a model, named as the config names them."""
+    if hp.vocab_size is None or hp.block_size is None:
+        raise UserError(
+            "model.vocab_size and model.block_size are not set: the datamodule sets them "
+            "(linked by the CLI), or model.init_from does."
+        )
+    if hp.n_embd % hp.n_head:
+        raise UserError(
+            f"model.n_embd={hp.n_embd} must be divisible by model.n_head={hp.n_head} (each head gets n_embd / n_head dims)."
+        )
+    if hp.n_kv_head is not None and (hp.n_kv_head < 1 or hp.n_head % hp.n_kv_head):
+        raise UserError(
+            f"model.n_kv_head={hp.n_kv_head} must divide model.n_head={hp.n_head} (each key/value head serves n_head / n_kv_head query heads)."
+        )
+    if hp.positional == "rope" and (hp.n_embd // hp.n_head) % 2:
+        raise UserError(
+            f"model.positional=rope rotates pairs of dimensions: the head size n_embd / n_head = {hp.n_embd // hp.n_head} must be even."
+        )
+    if not 0 <= min_learning_rate <= learning_rate:
+        raise UserError(
+            f"model.min_learning_rate={min_learning_rate} must be between 0 and model.learning_rate={learning_rate}."
+        )
 
 
 class DecodingWindow:

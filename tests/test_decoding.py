@@ -212,6 +212,65 @@ def test_with_and_without_the_cache_give_the_same_logits(gpt):
         torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
 
 
+# Every choice of the modern decoder, mixed: the cache, the sliding window past block_size and
+# every strategy hold for each.
+CHOICES = {
+    "llama": dict(norm="rmsnorm", positional="rope", mlp="swiglu", n_ff=48, n_kv_head=1),
+    "qwen2": dict(
+        norm="rmsnorm",
+        positional="rope",
+        mlp="swiglu",
+        n_ff=48,
+        attention_bias=True,
+        tie_weights=False,
+    ),
+    "rope_layernorm_gelu_gqa_bias": dict(
+        positional="rope", mlp="gelu_tanh", n_kv_head=2, bias=True
+    ),
+    "rmsnorm_sinusoidal_swiglu": dict(norm="rmsnorm", positional="sinusoidal", mlp="swiglu"),
+}
+
+
+@pytest.fixture(scope="module", params=list(CHOICES))
+def modern(request):
+    torch.manual_seed(0)
+    options = CHOICES[request.param]
+    model = GPT(40, 16, n_layer=2, n_head=4, n_embd=32, dropout=0.0, **options).eval()
+    with torch.no_grad():  # rope and GQA matter more with larger weights
+        for p in model.parameters():
+            p.add_(0.05 * torch.randn_like(p))
+    return model
+
+
+@torch.no_grad()
+def test_every_choice_caches_and_slides_like_a_full_recompute(modern):
+    for logits, tokens, mask in _walk(modern, PROMPTS, steps=40):
+        for row in range(len(PROMPTS)):
+            full = modern(tokens[row][mask[row]][None])[0, -1]
+            torch.testing.assert_close(logits[row], full, rtol=1e-5, atol=1e-5)
+    modern.hparams.kv_cache = False
+    try:
+        recomputed = _walk(modern, PROMPTS, steps=40)
+    finally:
+        modern.hparams.kv_cache = True
+    for (a, *_), (b, *_) in zip(_walk(modern, PROMPTS, steps=40), recomputed, strict=True):
+        torch.testing.assert_close(a, b, rtol=1e-5, atol=1e-5)
+
+
+def test_every_choice_decodes_with_every_strategy(modern):
+    greedy = generate(modern, PROMPTS, max_new_tokens=40)  # past block_size 16
+    assert greedy == [generate(modern, [p], max_new_tokens=40)[0] for p in PROMPTS]
+    for prompt, tokens in zip(PROMPTS, greedy, strict=True):
+        assert beam_search(modern, prompt, num_beams=1, max_new_tokens=40)[0].tokens == tokens
+    options = dict(strategy="sample", temperature=0.8, top_k=10, top_p=0.9, repetition_penalty=1.2)
+    sampled = generate(modern, PROMPTS, max_new_tokens=40, seed=3, **options)
+    assert sampled == [
+        generate(modern, [p], max_new_tokens=40, seed=3, **options)[0] for p in PROMPTS
+    ]
+    beams = beam_search(modern, PROMPTS[1], num_beams=3, max_new_tokens=20, n_best=3)
+    assert len(beams) == 3 and beams[0].score >= beams[-1].score
+
+
 # --- text level and bad input -----------------------------------------------------------------
 
 

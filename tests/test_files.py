@@ -2,7 +2,14 @@
 
 import pytest
 
-from core.files import atomic_path, atomic_write_bytes, atomic_write_text
+from core.files import (
+    HOST,
+    atomic_folder,
+    atomic_path,
+    atomic_write_bytes,
+    atomic_write_text,
+    remove_stale_temporaries,
+)
 
 
 def test_atomic_write_replaces_the_file_and_leaves_no_temporary(tmp_path):
@@ -22,3 +29,28 @@ def test_a_failed_write_keeps_the_old_file_and_removes_its_temporary(tmp_path):
         raise RuntimeError("killed mid-write")
     assert target.read_text() == "the good checkpoint"
     assert [p.name for p in tmp_path.iterdir()] == ["model.ckpt"]
+
+
+def test_atomic_folder_replaces_a_folder_whole(tmp_path):
+    target = tmp_path / "model"
+    target.mkdir()
+    (target / "old.txt").write_text("old")
+    with atomic_folder(target) as tmp:
+        assert tmp.parent == tmp_path and not (tmp / "old.txt").exists()
+        (tmp / "config.json").write_text("{}")
+        assert (target / "old.txt").exists()  # the old folder stays whole until the end
+    assert sorted(p.name for p in target.iterdir()) == ["config.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]  # nothing left beside it
+    with pytest.raises(RuntimeError), atomic_folder(target) as tmp:
+        (tmp / "half.bin").write_bytes(b"x")
+        raise RuntimeError("killed mid-export")
+    assert sorted(p.name for p in target.iterdir()) == ["config.json"]
+    assert [p.name for p in tmp_path.iterdir()] == ["model"]
+
+
+def test_a_dead_writer_s_temporary_folder_is_removed(tmp_path):
+    dead = tmp_path / f".model.{HOST}-999999999.abc.tmp"  # no such process
+    dead.mkdir()
+    (dead / "model.safetensors").write_bytes(b"half")
+    assert remove_stale_temporaries(tmp_path) == [dead]
+    assert not dead.exists()

@@ -8,11 +8,14 @@ from itertools import pairwise
 import pytest
 import torch
 
+from core.errors import UserError
 from lit_models import GPT
+from lit_models.gpt import swiglu_hidden_size
 from lit_models.optim import WarmupCosineSchedule, adamw_decaying_matrices, warmup_cosine_factor
 from tests.conftest import overfit
 
 VOCAB, BLOCK = 16, 16
+LLAMA_STYLE = dict(norm="rmsnorm", positional="rope", mlp="swiglu", n_ff=48, n_kv_head=1)
 
 
 def tiny_gpt(**kwargs) -> GPT:
@@ -21,8 +24,10 @@ def tiny_gpt(**kwargs) -> GPT:
     return GPT(**{**args, **kwargs})
 
 
-def test_overfits_a_single_batch():
+@pytest.mark.parametrize("options", [{}, LLAMA_STYLE], ids=["gpt", "llama_style"])
+def test_overfits_a_single_batch(options):
     model = tiny_gpt(
+        **options,
         learning_rate=1e-2,
         min_learning_rate=1e-3,
         weight_decay=0.0,
@@ -42,9 +47,13 @@ def test_overfits_a_single_batch():
     assert model.token_nll(batch).mean().item() < 0.1
 
 
-@pytest.mark.parametrize("positional", ["learned", "sinusoidal"])
-def test_future_tokens_never_change_earlier_logits(positional):
-    model = tiny_gpt(n_layer=2, positional=positional).eval()
+@pytest.mark.parametrize(
+    "options",
+    [{"positional": "learned"}, {"positional": "sinusoidal"}, LLAMA_STYLE],
+    ids=["learned", "sinusoidal", "llama_style"],
+)
+def test_future_tokens_never_change_earlier_logits(options):
+    model = tiny_gpt(n_layer=2, **options).eval()
     generator = torch.Generator().manual_seed(0)
     x = torch.randint(0, VOCAB, (2, BLOCK), generator=generator)
     with torch.no_grad():
@@ -179,3 +188,47 @@ def test_lr_decay_steps_default_needs_an_end():
     model = tiny_gpt()  # no trainer, no lr_decay_steps
     with pytest.raises(UserError, match="max_steps"):
         model.configure_optimizers()
+
+
+def test_the_default_gpt_keeps_its_tensors():
+    """The names and shapes checkpoints of earlier versions hold: they still load."""
+    model = GPT(VOCAB, BLOCK, n_layer=1, n_head=2, n_embd=32)
+    shapes = {k: tuple(v.shape) for k, v in model.state_dict().items() if "eval_metrics" not in k}
+    assert shapes == {
+        "token_embedding.weight": (VOCAB, 32),
+        "position.embedding.weight": (BLOCK, 32),
+        "blocks.0.ln_attn.weight": (32,),
+        "blocks.0.attn.in_proj.weight": (96, 32),
+        "blocks.0.attn.out_proj.weight": (32, 32),
+        "blocks.0.ln_ff.weight": (32,),
+        "blocks.0.ff.fc.weight": (128, 32),
+        "blocks.0.ff.proj.weight": (32, 128),
+        "ln_f.weight": (32,),
+        "lm_head.weight": (VOCAB, 32),
+    }
+
+
+def test_modern_choices_size_their_tensors():
+    model = tiny_gpt(n_head=4, **{**LLAMA_STYLE, "n_kv_head": 2}, attention_bias=True)
+    state = model.state_dict()
+    assert state["blocks.0.attn.in_proj.weight"].shape == ((4 + 2 * 2) * 8, 32)
+    assert state["blocks.0.attn.in_proj.bias"].shape == (64,)  # Q/K/V biases only
+    assert "blocks.0.attn.out_proj.bias" not in state and "blocks.0.ln_attn.bias" not in state
+    assert state["blocks.0.ff.fc.weight"].shape == (2 * 48, 32)  # [W_gate; W_up]
+    assert "position.embedding.weight" not in state  # rope: nothing learned, nothing stored
+    assert swiglu_hidden_size(4096) == 11008  # LLaMA-7B's width
+    assert tiny_gpt(mlp="swiglu").hparams.n_ff == 256
+    assert tiny_gpt().hparams.n_ff == 4 * 32
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"n_head": 4, "n_kv_head": 3}, "model.n_kv_head=3 must divide model.n_head=4"),
+        ({"n_head": 2, "n_embd": 6, "positional": "rope"}, "head size n_embd / n_head = 3"),
+        ({"vocab_size": None}, "model.vocab_size and model.block_size are not set"),
+    ],
+)
+def test_settings_that_cannot_build_a_model_are_named(options, message):
+    with pytest.raises(UserError, match=message):
+        tiny_gpt(**options)

@@ -113,6 +113,24 @@ def test_merged_gpt_equals_the_adapted_model(base_ckpt, batch):
     torch.testing.assert_close(folded, adapted, rtol=0, atol=1e-5)
 
 
+def test_lora_on_a_llama_style_base_targets_the_same_projections(tmp_path, batch):
+    """RMSNorm, RoPE, grouped-query attention and SwiGLU keep the projections' names: LoRA
+    adapts the stacked Q/K/V (in_proj), W^O, [W_gate; W_up] (fc) and W_down (proj)."""
+    torch.manual_seed(0)
+    options = dict(norm="rmsnorm", positional="rope", mlp="swiglu", n_ff=64, n_kv_head=1)
+    base_ckpt = tmp_path / "llama_style.ckpt"
+    save_gpt_checkpoint(GPT(**BASE, **options, dropout=0.0), base_ckpt)
+    model = lora(base_ckpt, target_modules=["in_proj", "out_proj", "fc", "proj"])
+    base = GPT.load_from_checkpoint(base_ckpt).eval()
+    with torch.no_grad():
+        torch.testing.assert_close(model(batch["input_ids"]), base(batch["input_ids"]))
+    train_a_few_steps(model, batch)
+    with torch.no_grad():
+        adapted, folded = model(batch["input_ids"]), model.merged_gpt()(batch["input_ids"])
+    assert not torch.allclose(adapted, base(batch["input_ids"]))
+    torch.testing.assert_close(folded, adapted, rtol=0, atol=1e-5)
+
+
 def test_a_missing_or_mismatched_base_is_a_clear_error(tmp_path, base_ckpt):
     with pytest.raises(UserError, match="no such file.*gpt_chat_pretrain"):
         LoRAGPT(str(tmp_path / "nowhere.ckpt"))

@@ -1,5 +1,6 @@
-"""The shared building blocks: attention checked against torch's own, the sinusoidal encoding
-against its formula, and the two Transformer block layouts."""
+"""The shared building blocks: attention checked against torch's own (and grouped-query
+attention against the full attention it abbreviates), the sinusoidal encoding, rotary
+embeddings, RMSNorm and SwiGLU against their formulas, and the two Transformer block layouts."""
 
 from __future__ import annotations
 
@@ -12,8 +13,13 @@ from torch import nn
 from lit_models.modules import (
     LearnedPositionalEmbedding,
     MultiHeadAttention,
+    RMSNorm,
+    RotaryEmbedding,
     SinusoidalPositionalEncoding,
+    SwiGLU,
     TransformerBlock,
+    apply_rotary,
+    make_norm,
     make_positional,
 )
 
@@ -143,3 +149,85 @@ def test_block_layouts_compute_their_formulas():
         torch.testing.assert_close(pre(x, is_causal=True), h + pre.ff(pre.ln_ff(h)))
         h = post.ln_attn(x + post.attn(x, is_causal=True))
         torch.testing.assert_close(post(x, is_causal=True), post.ln_ff(h + post.ff(h)))
+
+
+# --- the modern decoder's blocks: RMSNorm, RoPE, grouped-query attention, SwiGLU -------------
+
+
+def test_rms_norm_matches_its_formula():
+    norm = RMSNorm(D_MODEL, eps=1e-3)
+    with torch.no_grad():
+        norm.weight.normal_()
+    x = torch.randn(2, 5, D_MODEL) * 3 + 1
+    expected = x / torch.sqrt(x.pow(2).mean(-1, keepdim=True) + 1e-3) * norm.weight
+    torch.testing.assert_close(norm(x), expected)
+    assert isinstance(make_norm("layernorm", 8, eps=1e-6), nn.LayerNorm)
+    assert make_norm("layernorm", 8, eps=1e-6).eps == 1e-6
+    with pytest.raises(ValueError, match="layernorm, rmsnorm"):
+        make_norm("batchnorm", 8)
+
+
+def test_rotary_scores_depend_on_the_distance_only():
+    head_dim, rope = 8, RotaryEmbedding(8, theta=100.0)
+    q, k = torch.randn(1, 1, 1, head_dim), torch.randn(1, 1, 1, head_dim)
+
+    def score(m: int, n: int) -> torch.Tensor:
+        rotated_q = apply_rotary(q, *rope(torch.tensor([m])))
+        rotated_k = apply_rotary(k, *rope(torch.tensor([n])))
+        return (rotated_q * rotated_k).sum()
+
+    torch.testing.assert_close(score(7, 3), score(104, 100))
+    assert not torch.allclose(score(7, 3), score(7, 4))
+    # position 0 turns nothing; any position keeps the length (a rotation)
+    torch.testing.assert_close(apply_rotary(q, *rope(torch.tensor([0]))), q)
+    turned = apply_rotary(q, *rope(torch.tensor([57])))
+    torch.testing.assert_close(turned.norm(), q.norm())
+    # dimension i turns with i + d/2 (transformers' layout), at theta^(-2i/d) per position
+    pair = torch.zeros(1, 1, 1, head_dim)
+    pair[..., 1] = 1.0
+    turned = apply_rotary(pair, *rope(torch.tensor([3])))[0, 0, 0]
+    angle = 3 * 100.0 ** (-2 / head_dim)
+    torch.testing.assert_close(turned[[1, 5]], torch.tensor([math.cos(angle), math.sin(angle)]))
+
+
+def test_grouped_query_attention_is_full_attention_with_shared_key_value_heads():
+    """n_kv_head=2 of 4: each key/value head serves two query heads, so the layer equals a
+    full one whose K and V heads are each repeated twice; its cache holds 2 heads."""
+    torch.manual_seed(0)
+    gqa = MultiHeadAttention(D_MODEL, N_HEADS, n_kv_head=2).eval()
+    full = MultiHeadAttention(D_MODEL, N_HEADS).eval()
+    head = D_MODEL // N_HEADS
+    assert gqa.in_proj.weight.shape == ((N_HEADS + 2 * 2) * head, D_MODEL)
+    q, k, v = gqa.in_proj.weight.split([D_MODEL, 2 * head, 2 * head])
+    qb, kb, vb = gqa.in_proj.bias.split([D_MODEL, 2 * head, 2 * head])
+
+    def repeated(t):  # [2 heads x head] -> [4 heads x head], heads 0 0 1 1
+        return t.unflatten(0, (2, head)).repeat_interleave(2, dim=0).flatten(0, 1)
+
+    with torch.no_grad():
+        full.in_proj.weight.copy_(torch.cat([q, repeated(k), repeated(v)]))
+        full.in_proj.bias.copy_(torch.cat([qb, repeated(kb), repeated(vb)]))
+        full.out_proj.load_state_dict(gqa.out_proj.state_dict())
+    x = torch.randn(2, 7, D_MODEL)
+    rope = RotaryEmbedding(head)(torch.arange(7))
+    torch.testing.assert_close(gqa(x, is_causal=True), full(x, is_causal=True))
+    torch.testing.assert_close(
+        gqa(x, is_causal=True, rotary=rope), full(x, is_causal=True, rotary=rope)
+    )
+    assert gqa.new_cache(2, 10, x).k.shape == (2, 2, 10, head)
+    with pytest.raises(ValueError, match="n_head=4 must be divisible by n_kv_head=3"):
+        MultiHeadAttention(D_MODEL, N_HEADS, n_kv_head=3)
+
+
+def test_qkv_biases_without_other_biases():
+    attn = MultiHeadAttention(D_MODEL, N_HEADS, bias=False, qkv_bias=True)
+    assert attn.in_proj.bias is not None and attn.out_proj.bias is None
+
+
+def test_swiglu_matches_its_formula():
+    torch.manual_seed(0)
+    ff = SwiGLU(D_MODEL, 24).eval()
+    x = torch.randn(2, 5, D_MODEL)
+    gate, up = ff.fc.weight[:24], ff.fc.weight[24:]
+    expected = (nn.functional.silu(x @ gate.T) * (x @ up.T)) @ ff.proj.weight.T
+    torch.testing.assert_close(ff(x), expected)

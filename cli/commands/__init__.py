@@ -3,6 +3,22 @@ the datamodule the CLI built from the config, then the subcommand's options; cli
 binds them as Trainer methods, from whose signatures and docstrings the CLI makes the options.
 """
 
-from cli.commands import chat, export_vectors, generate, lr_find, merge_lora, translate
+from cli.commands import (
+    chat,
+    export_hf,
+    export_vectors,
+    generate,
+    lr_find,
+    merge_lora,
+    translate,
+)
 
-__all__ = ["chat", "export_vectors", "generate", "lr_find", "merge_lora", "translate"]
+__all__ = [
+    "chat",
+    "export_hf",
+    "export_vectors",
+    "generate",
+    "lr_find",
+    "merge_lora",
+    "translate",
+]

@@ -8,6 +8,12 @@ The kernel is `F.scaled_dot_product_attention`, which picks a fused implementati
 memory-efficient) where the hardware has one. Q, K and V projections are one stacked matrix,
 laid out like `nn.MultiheadAttention.in_proj_weight`, so self-attention is a single matmul
 and the layer can be checked against torch's own.
+
+Grouped-query attention (Ainslie et al. 2023, as in LLaMA 2/3 and Qwen2): `n_kv_head` < n_head
+key/value heads, each shared by n_head / n_kv_head query heads. The stacked matrix then has
+(n_head + 2 n_kv_head) d_head rows, [W_Q; W_K; W_V], and the KV cache holds n_kv_head heads.
+With rotary embeddings the queries and keys are rotated after the projection, before the
+keys enter the cache.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ import math
 import torch
 import torch.nn.functional as F
 from torch import nn
+
+from lit_models.modules.positional import apply_rotary
 
 
 class KVCache:
@@ -45,12 +53,30 @@ class KVCache:
 
 
 class MultiHeadAttention(nn.Module):
-    def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
+    def __init__(
+        self,
+        n_embd: int,
+        n_head: int,
+        dropout: float = 0.0,
+        bias: bool = True,
+        n_kv_head: int | None = None,
+        qkv_bias: bool | None = None,
+    ):
+        """`n_kv_head`: key/value heads (default n_head; fewer is grouped-query attention).
+        `qkv_bias`: biases on the Q, K, V projections (default `bias`; Qwen2 has them there
+        only)."""
         super().__init__()
+        n_kv_head = n_kv_head or n_head
         if n_embd % n_head:
             raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
-        self.n_embd, self.n_head, self.dropout = n_embd, n_head, dropout
-        self.in_proj = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # [W_Q; W_K; W_V]
+        if n_head % n_kv_head:
+            raise ValueError(f"n_head={n_head} must be divisible by n_kv_head={n_kv_head}")
+        self.n_embd, self.n_head, self.n_kv_head, self.dropout = n_embd, n_head, n_kv_head, dropout
+        self.head_dim = n_embd // n_head
+        kv_dim = n_kv_head * self.head_dim
+        self.qkv_sizes = (n_embd, kv_dim, kv_dim)
+        qkv_bias = bias if qkv_bias is None else qkv_bias
+        self.in_proj = nn.Linear(n_embd, n_embd + 2 * kv_dim, bias=qkv_bias)  # [W_Q; W_K; W_V]
         self.out_proj = nn.Linear(n_embd, n_embd, bias=bias)  # W^O
 
     def forward(
@@ -62,6 +88,7 @@ class MultiHeadAttention(nn.Module):
         cache: KVCache | None = None,
         memory_kv: tuple[torch.Tensor, torch.Tensor] | None = None,
         need_weights: bool = False,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor | tuple[torch.Tensor, torch.Tensor]:
         """Self-attention over `query` [B, T, d], or cross-attention to `memory` [B, S, d].
 
@@ -73,17 +100,24 @@ class MultiHeadAttention(nn.Module):
         computed once per source instead of at every decoding step.
         `need_weights` also returns the attention weights [B, h, T, S] (computed without the
         fused kernel, which does not expose them: for attention maps, not for training).
+        `rotary`, in self-attention, is the (cos, sin) of RoPE at the query positions
+        (positional.RotaryEmbedding), applied to the queries and the new keys.
         """
         d = self.n_embd
         if memory is None and memory_kv is None:
-            q, k, v = self.in_proj(query).split(d, dim=-1)
+            q, k, v = self.in_proj(query).split(self.qkv_sizes, dim=-1)
             q, k, v = (self._split_heads(t) for t in (q, k, v))
+            if rotary is not None:
+                q, k = apply_rotary(q, *rotary), apply_rotary(k, *rotary)
         else:
             w, b = self.in_proj.weight, self.in_proj.bias
             q = self._split_heads(F.linear(query, w[:d], None if b is None else b[:d]))
             k, v = memory_kv if memory_kv is not None else self.project_memory(memory)
         if cache is not None:
             k, v = cache.append(k, v)
+        if self.n_kv_head < self.n_head:  # each key/value head serves a group of query heads
+            group = self.n_head // self.n_kv_head
+            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
             y, weights = _attention_with_weights(q, k, v, attn_mask, is_causal, dropout_p)
@@ -94,17 +128,20 @@ class MultiHeadAttention(nn.Module):
         return self.out_proj(self._merge_heads(y))
 
     def project_memory(self, memory: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        """Keys and values of `memory` [B, S, d], split into heads: two [B, h, S, d/h]."""
+        """Keys and values of `memory` [B, S, d], split into heads: two [B, h_kv, S, d/h]."""
         d, w, b = self.n_embd, self.in_proj.weight, self.in_proj.bias
-        k, v = F.linear(memory, w[d:], None if b is None else b[d:]).split(d, dim=-1)
+        kv = F.linear(memory, w[d:], None if b is None else b[d:])
+        k, v = kv.split(self.qkv_sizes[1:], dim=-1)
         return self._split_heads(k), self._split_heads(v)
 
     def new_cache(self, batch: int, max_len: int, like: torch.Tensor) -> KVCache:
-        return KVCache(batch, self.n_head, max_len, self.n_embd // self.n_head, like)
+        return KVCache(batch, self.n_kv_head, max_len, self.head_dim, like)
 
-    def _split_heads(self, x: torch.Tensor) -> torch.Tensor:  # [B, T, d] -> [B, h, T, d/h]
+    def _split_heads(
+        self, x: torch.Tensor
+    ) -> torch.Tensor:  # [B, T, h d_head] -> [B, h, T, d_head]
         B, T, _ = x.shape
-        return x.view(B, T, self.n_head, -1).transpose(1, 2)
+        return x.view(B, T, -1, self.head_dim).transpose(1, 2)
 
     @staticmethod
     def _merge_heads(x: torch.Tensor) -> torch.Tensor:  # [B, h, T, d/h] -> [B, T, d]

@@ -1,7 +1,16 @@
 """Where a token stands in the sequence: learned embeddings (GPT) or fixed sinusoids
-(Vaswani et al. 2017, section 3.5):
+(Vaswani et al. 2017, section 3.5), both added to the token embeddings,
 
-    PE(pos, 2i) = sin(pos / 10000^(2i/d)),   PE(pos, 2i+1) = cos(pos / 10000^(2i/d)).
+    PE(pos, 2i) = sin(pos / 10000^(2i/d)),   PE(pos, 2i+1) = cos(pos / 10000^(2i/d)),
+
+or rotary embeddings (RoPE, Su et al. 2021, as in LLaMA and Qwen2), which rotate each head's
+queries and keys by angles proportional to their positions, so that q_m . k_n depends on
+m - n only:
+
+    theta_i = rope_theta^(-2i/d_head),  RoPE(x, m) = x cos(m theta) + rotate_half(x) sin(m theta)
+
+in transformers' layout: dimension i is paired with i + d_head/2 (not with its neighbour,
+as in Meta's original code), so LLaMA weights from Hugging Face load as they are.
 """
 
 from __future__ import annotations
@@ -12,8 +21,9 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
-Positional = Literal["learned", "sinusoidal"]
+Positional = Literal["learned", "sinusoidal"]  # added to the token embeddings
 POSITIONAL_KINDS: tuple[str, ...] = get_args(Positional)
+PositionalOrRotary = Literal["learned", "sinusoidal", "rope"]  # a decoder's choices
 
 
 class LearnedPositionalEmbedding(nn.Module):
@@ -67,3 +77,28 @@ def make_positional(kind: Positional, max_len: int, n_embd: int) -> nn.Module:
     raise ValueError(
         f"positional={kind!r} is not known; choose one of {', '.join(POSITIONAL_KINDS)}"
     )
+
+
+class RotaryEmbedding(nn.Module):
+    """The angles of RoPE at given positions, as the (cos, sin) pair `apply_rotary` takes."""
+
+    def __init__(self, head_dim: int, theta: float = 10000.0):
+        super().__init__()
+        if head_dim % 2:
+            raise ValueError(f"rotary embeddings need an even head size, got {head_dim}")
+        inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim)
+        self.register_buffer("inv_freq", inv_freq, persistent=False)  # fixed: not checkpointed
+
+    def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+        """positions [..., T] -> cos, sin [..., T, head_dim], in float32 (long contexts)."""
+        angles = positions[..., None].float() * self.inv_freq
+        angles = torch.cat([angles, angles], dim=-1)
+        return angles.cos(), angles.sin()
+
+
+def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
+    """Rotate x [B, h, T, d_head] by the angles of its positions (cos, sin: [T, d_head] or,
+    each row with its own positions, [B, T, d_head])."""
+    cos, sin = cos.unsqueeze(-3).to(x.dtype), sin.unsqueeze(-3).to(x.dtype)
+    first, second = x.chunk(2, dim=-1)
+    return x * cos + torch.cat([-second, first], dim=-1) * sin

@@ -4,19 +4,31 @@ GPT-2) or after it (post-norm, as in the original Transformer).
 
 `TransformerBlock` is the encoder layer (and GPT's decoder-only layer); `TransformerDecoderBlock`
 is the encoder-decoder Transformer's decoder layer (Vaswani et al. 2017, section 3.1), which
-adds cross-attention to the encoder's output between its self-attention and its FFN."""
+adds cross-attention to the encoder's output between its self-attention and its FFN.
+
+The feed-forward network is act(x W_1) W_2 with GELU (GPT; `gelu_tanh` is GPT-2's tanh
+approximation of it) or ReLU (the original Transformer), or the gated SwiGLU of LLaMA."""
 
 from __future__ import annotations
 
-from typing import Literal
+from functools import partial
+from typing import Literal, get_args
 
 import torch
+import torch.nn.functional as F
 from torch import nn
 
 from lit_models.modules.attention import KVCache, MultiHeadAttention
+from lit_models.modules.norm import Norm, make_norm
 
-Activation = Literal["gelu", "relu"]
-ACTIVATIONS = {"gelu": nn.GELU, "relu": nn.ReLU}  # torch's module of each Activation
+Activation = Literal["gelu", "gelu_tanh", "relu"]
+ACTIVATIONS = {  # torch's module of each Activation
+    "gelu": nn.GELU,
+    "gelu_tanh": partial(nn.GELU, approximate="tanh"),
+    "relu": nn.ReLU,
+}
+FeedForwardKind = Literal["gelu", "gelu_tanh", "relu", "swiglu"]
+FEED_FORWARD_KINDS: tuple[str, ...] = get_args(FeedForwardKind)
 
 
 class FeedForward(nn.Module):
@@ -45,9 +57,38 @@ class FeedForward(nn.Module):
         return self.dropout(self.proj(self.act(self.fc(x))))
 
 
+class SwiGLU(nn.Module):
+    """FFN(x) = (SiLU(x W_gate) * x W_up) W_down (Shazeer 2020; LLaMA). W_gate and W_up are one
+    stacked matrix `fc` ([W_gate; W_up], 2 n_ff rows), W_down is `proj`: the names of
+    FeedForward's two projections, which LoRA targets."""
+
+    def __init__(self, n_embd: int, n_ff: int, dropout: float = 0.0, bias: bool = False):
+        super().__init__()
+        self.fc = nn.Linear(n_embd, 2 * n_ff, bias=bias)  # [W_gate; W_up]
+        self.proj = nn.Linear(n_ff, n_embd, bias=bias)  # W_down
+        self.dropout = nn.Dropout(dropout)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        gate, up = self.fc(x).chunk(2, dim=-1)
+        return self.dropout(self.proj(F.silu(gate) * up))
+
+
+def make_feed_forward(
+    kind: FeedForwardKind, n_embd: int, n_ff: int, dropout: float = 0.0, bias: bool = True
+) -> nn.Module:
+    if kind == "swiglu":
+        return SwiGLU(n_embd, n_ff, dropout=dropout, bias=bias)
+    if kind in ACTIVATIONS:
+        return FeedForward(n_embd, n_ff, dropout=dropout, bias=bias, activation=kind)
+    raise ValueError(
+        f"feed-forward {kind!r} is not known; choose one of {', '.join(FEED_FORWARD_KINDS)}"
+    )
+
+
 class TransformerBlock(nn.Module):
     """Self-attention then feed-forward, each as x + Dropout(SubLayer(LN(x))) when `norm_first`,
-    else LN(x + Dropout(SubLayer(x)))."""
+    else LN(x + Dropout(SubLayer(x))). LN is LayerNorm or RMSNorm (`norm`); the attention may
+    have fewer key/value heads (`n_kv_head`) and take rotary angles (`rotary` in forward)."""
 
     def __init__(
         self,
@@ -57,15 +98,21 @@ class TransformerBlock(nn.Module):
         dropout: float = 0.0,
         bias: bool = True,
         norm_first: bool = True,
-        activation: Activation = "gelu",
+        activation: FeedForwardKind = "gelu",
+        norm: Norm = "layernorm",
+        norm_eps: float = 1e-5,
+        n_kv_head: int | None = None,
+        qkv_bias: bool | None = None,
     ):
         super().__init__()
         self.norm_first = norm_first
-        self.ln_attn = nn.LayerNorm(n_embd, bias=bias)
-        self.attn = MultiHeadAttention(n_embd, n_head, dropout=dropout, bias=bias)
+        self.ln_attn = make_norm(norm, n_embd, bias=bias, eps=norm_eps)
+        self.attn = MultiHeadAttention(
+            n_embd, n_head, dropout=dropout, bias=bias, n_kv_head=n_kv_head, qkv_bias=qkv_bias
+        )
         self.attn_dropout = nn.Dropout(dropout)
-        self.ln_ff = nn.LayerNorm(n_embd, bias=bias)
-        self.ff = FeedForward(n_embd, n_ff, dropout=dropout, bias=bias, activation=activation)
+        self.ln_ff = make_norm(norm, n_embd, bias=bias, eps=norm_eps)
+        self.ff = make_feed_forward(activation, n_embd, n_ff, dropout=dropout, bias=bias)
 
     def forward(
         self,
@@ -73,12 +120,14 @@ class TransformerBlock(nn.Module):
         attn_mask: torch.Tensor | None = None,
         is_causal: bool = False,
         cache: KVCache | None = None,
+        rotary: tuple[torch.Tensor, torch.Tensor] | None = None,
     ) -> torch.Tensor:
-        """`cache` holds the keys and values of earlier positions when decoding step by step."""
+        """`cache` holds the keys and values of earlier positions when decoding step by step;
+        `rotary` is RoPE's (cos, sin) at the positions of x."""
 
         def attend(h: torch.Tensor) -> torch.Tensor:
             return self.attn_dropout(
-                self.attn(h, attn_mask=attn_mask, is_causal=is_causal, cache=cache)
+                self.attn(h, attn_mask=attn_mask, is_causal=is_causal, cache=cache, rotary=rotary)
             )
 
         if self.norm_first:
