@@ -101,6 +101,8 @@ class SuiteCLI(LightningCLI):
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
         # A NaN or inf loss or gradient ends the run with a message before it reaches a checkpoint.
         parser.add_lightning_class_args(StopOnNonFinite, "non_finite")
+        # A resumed run draws the random numbers the uninterrupted one would have (dropout).
+        parser.add_lightning_class_args(callbacks.RestoreRandomState, "random_state")
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments(

@@ -1,9 +1,11 @@
 """Batches of examples of similar length (torchtext's BucketIterator), so little of a batch is
 padding; the one bucketing sampler of the suite (translation pairs, sentiment sentences).
 
-Training: each epoch the indices are shuffled (seeded by `seed` and the epoch Lightning passes
-to `set_epoch`), taken in pools of `pool_batches` batches, each pool sorted by length and cut
-into batches, and the batches shuffled. Evaluation: all indices sorted by length, then cut.
+Training: each epoch the indices are shuffled (datamodules.resumable.EpochRandomSampler,
+seeded by `seed` and the epoch Lightning passes to `set_epoch`), taken in pools of
+`pool_batches` batches, each pool sorted by length and cut into batches, and the batches
+shuffled. Evaluation: all indices sorted by length, then cut. The order of an epoch depends
+on the seed and the epoch alone, so a resumed run can skip to its place in it.
 
 Distributed training: the batch sampler groups whatever indices its inner `sampler` yields.
 With `EpochRandomSampler(num_replicas=W, rank=r)` each rank draws its own disjoint share of
@@ -16,38 +18,12 @@ is a RandomSampler), which shares the indices out the same way.
 from __future__ import annotations
 
 import math
-from collections.abc import Iterator, Sized
+from collections.abc import Iterator
 
 import numpy as np
-from torch.utils.data import BatchSampler, RandomSampler, Sampler
+from torch.utils.data import BatchSampler, Sampler
 
 POOL_BATCHES = 50  # batches per length-sorted pool: enough to find similar lengths, still random
-
-
-class EpochRandomSampler(RandomSampler):
-    """A fresh permutation every epoch, seeded by `seed` and the epoch Lightning passes to
-    `set_epoch`. Over `num_replicas` processes it yields rank `rank`'s share of the
-    permutation (every `num_replicas`-th index), padded by wrapping around so every rank gets
-    as many; the shares are disjoint but for that padding, and together cover every index."""
-
-    def __init__(self, data_source: Sized, seed: int = 0, rank: int = 0, num_replicas: int = 1):
-        super().__init__(data_source)
-        if not 0 <= rank < num_replicas:
-            raise ValueError(f"rank {rank} is not one of {num_replicas} replicas")
-        self.seed, self.rank, self.world_size = seed, rank, num_replicas
-        self.epoch = 0
-
-    def set_epoch(self, epoch: int) -> None:
-        self.epoch = epoch
-
-    def __len__(self) -> int:
-        return math.ceil(len(self.data_source) / self.world_size)
-
-    def __iter__(self) -> Iterator[int]:
-        n = len(self.data_source)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(n).tolist()
-        order += order[: len(self) * self.world_size - n]
-        return iter(order[self.rank :: self.world_size])
 
 
 class BucketBatchSampler(BatchSampler):

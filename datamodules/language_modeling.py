@@ -25,7 +25,7 @@ import lightning as L
 import numpy as np
 import torch
 from lightning.pytorch.utilities import rank_zero_info
-from torch.utils.data import DataLoader, Dataset, IterableDataset
+from torch.utils.data import DataLoader, Dataset
 
 from core.constants import IGNORE_INDEX, SPLITS, Split
 from core.errors import DataError, UserError, require_positive
@@ -34,6 +34,7 @@ from datamodules.corpus import CorpusFolder
 from datamodules.dedup import Shingle, blank_line_blocks, drop_near_duplicates, excerpt
 from datamodules.loaders import SplitLoaders
 from datamodules.paths import resolve_data_dir
+from datamodules.resumable import ResumableLoader, ResumableStream
 from datamodules.text_files import read_text
 from datamodules.tokenizers import (
     EncodedSplit,
@@ -99,10 +100,11 @@ class OrderedBlocks(Dataset):
         return item
 
 
-class ContiguousColumns(IterableDataset):
+class ContiguousColumns(ResumableStream):
     """A split as parallel streams read in order, `bptt` steps a batch (pytorch/examples'
     batchify): row j of batch i continues row j of batch i - 1, so a recurrent model carries
     its state from one batch to the next. Each item is a whole batch [batch_size, <= bptt].
+    Every epoch reads the same batches; a resumed pass starts at a later one (`start_at`).
 
     The targets (every token but the first) are cut into `batch_size * world_size` columns of
     nearly equal length, each read with the token before it as input: every token but the
@@ -121,6 +123,7 @@ class ContiguousColumns(IterableDataset):
                 f"(data.batch_size x devices): lower data.batch_size / data.eval_batch_size."
             )
         self.bptt = bptt
+        self._start = 0  # the batch the next pass starts with
         short, extra = divmod(n_targets, columns)  # the first `extra` columns get one more
         lengths = [short + (j < extra) for j in range(columns)]
         starts = np.cumsum([0, *lengths[:-1]])  # each column's first input token
@@ -150,8 +153,12 @@ class ContiguousColumns(IterableDataset):
         steps = slice(i * self.bptt, (i + 1) * self.bptt)
         return {key: column[:, steps] for key, column in self.columns.items()}
 
+    def start_at(self, epoch: int, batch: int) -> None:
+        self._start = batch  # every epoch is the same: only the batch matters
+
     def __iter__(self):
-        return (self[i] for i in range(len(self)))
+        start, self._start = self._start, 0
+        return (self[i] for i in range(start, len(self)))
 
 
 class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
@@ -443,14 +450,14 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         self.val_set = OrderedBlocks(self.encoded("val"), self.block_size, world_size)
         self.test_set = OrderedBlocks(self.encoded("test"), self.block_size, world_size)
 
-    def loader(
-        self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
-    ) -> DataLoader:
+    def loader(self, dataset: Dataset, batch_size: int, train: bool = False) -> DataLoader:
         if isinstance(dataset, ContiguousColumns):
             # Already batched and in order, never shuffled; read by this process alone (each
             # worker would repeat the whole stream), and Lightning adds no sampler to it.
-            return DataLoader(dataset, batch_size=None, pin_memory=torch.cuda.is_available())
-        return super().loader(dataset, batch_size, shuffle, drop_last)
+            # Training: its place in the epoch goes into the checkpoint (exact resume).
+            kind = ResumableLoader if train else DataLoader
+            return kind(dataset, batch_size=None, pin_memory=torch.cuda.is_available())
+        return super().loader(dataset, batch_size, train)
 
     # --- text in, text out (generation, sample logging) ------------------------------------
     def encode(self, text: str) -> list[int]:

@@ -2,8 +2,10 @@
 
 A datamodule that mixes in `SplitLoaders` leaves one dataset a split in `self.train_set`,
 `self.val_set` and `self.test_set` (in `setup`), and has `batch_size`, `eval_batch_size` and
-`num_workers`. Training reads its split shuffled; evaluation reads every example once, in
-order; `predict` reads the test split. `collate_fn()` says how examples become a batch.
+`num_workers`. Training reads its split shuffled, in an order fixed by seed_everything's seed
+and the epoch, through a ResumableLoader (a checkpoint holds its place in the epoch);
+evaluation reads every example once, in order; `predict` reads the test split.
+`collate_fn()` says how examples become a batch.
 """
 
 from __future__ import annotations
@@ -12,6 +14,8 @@ from collections.abc import Callable
 
 import torch
 from torch.utils.data import DataLoader, Dataset
+
+from datamodules.resumable import EpochRandomSampler, ResumableLoader, run_seed
 
 
 def whole_batch(batch):
@@ -27,9 +31,7 @@ class SplitLoaders:
         return None
 
     def train_dataloader(self) -> DataLoader:
-        return self.loader(
-            self.train_set, self.batch_size, shuffle=True, drop_last=self.drop_last_train
-        )
+        return self.loader(self.train_set, self.batch_size, train=True)
 
     def val_dataloader(self) -> DataLoader:
         return self.loader(self.val_set, self.eval_batch_size)
@@ -41,16 +43,20 @@ class SplitLoaders:
         """`predict` reads the test split (the model's predict_step says what it returns)."""
         return self.test_dataloader()
 
-    def loader(
-        self, dataset: Dataset, batch_size: int, shuffle: bool = False, drop_last: bool = False
-    ) -> DataLoader:
-        return DataLoader(
+    def loader(self, dataset: Dataset, batch_size: int, train: bool = False) -> DataLoader:
+        """Training: shuffled (and resumable); evaluation: every example once, in order."""
+        options = {
+            "collate_fn": self.collate_fn(),
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": torch.cuda.is_available(),
+        }
+        if not train:
+            return DataLoader(dataset, batch_size=batch_size, **options)
+        return ResumableLoader(
             dataset,
             batch_size=batch_size,
-            shuffle=shuffle,
-            drop_last=drop_last,
-            collate_fn=self.collate_fn(),
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
+            sampler=EpochRandomSampler(dataset, run_seed()),
+            drop_last=self.drop_last_train,
+            **options,
         )

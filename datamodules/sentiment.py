@@ -40,10 +40,11 @@ from torch.utils.data import DataLoader, Dataset
 from core.constants import Split
 from core.errors import DataError, UserError, require_positive
 from core.files import atomic_write_bytes
-from datamodules.bucketing import BucketBatchSampler, EpochRandomSampler
+from datamodules.bucketing import BucketBatchSampler
 from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
 from datamodules.paths import resolve_data_dir
+from datamodules.resumable import EpochRandomSampler, ResumableLoader, run_seed
 from datamodules.text_files import read_lines
 from datamodules.tokenizers import UNK, word_vocabulary
 
@@ -306,20 +307,20 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         }
 
     def train_dataloader(self) -> DataLoader:
-        data = self.datasets["train"]
+        # An order fixed by seed_everything's seed (every DDP rank's) and the epoch, read
+        # through a loader whose place in the epoch goes into the checkpoint (exact resume).
+        data, seed = self.datasets["train"], run_seed()
+        trainer = self.trainer
+        rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
+        order = EpochRandomSampler(data, seed, rank, world_size)
         if self.bucket_by_length:
-            # Seeded by seed_everything's seed, which every DDP rank shares.
-            seed = torch.initial_seed()
-            trainer = self.trainer
-            rank, world_size = (
-                (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
-            )
-            order = EpochRandomSampler(data, seed, rank, world_size)
             batches = BucketBatchSampler(
                 order, self.batch_size, lengths=data.lengths(), shuffle=True, seed=seed
             )
-            return self._loader(data, batch_sampler=batches)
-        return self._loader(data, batch_size=self.batch_size, shuffle=True)
+            options = {"batch_sampler": batches}
+        else:
+            options = {"sampler": order, "batch_size": self.batch_size}
+        return self._loader(data, ResumableLoader, **options)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.datasets["val"], batch_size=self.eval_batch_size)
@@ -330,8 +331,8 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
     def predict_dataloader(self) -> DataLoader:
         return self.test_dataloader()
 
-    def _loader(self, data, **kwargs) -> DataLoader:
-        return DataLoader(
+    def _loader(self, data, kind: type[DataLoader] = DataLoader, **kwargs) -> DataLoader:
+        return kind(
             data,
             collate_fn=pad_batch,
             num_workers=self.num_workers,

@@ -15,7 +15,8 @@ Batches hold sentences of similar length, so padding stays small (torchtext's Bu
 each epoch the train pairs are shuffled (seeded by `seed` and the epoch), taken in pools of
 `POOL_BATCHES` batches, each pool sorted by length and cut into batches, and the batches
 shuffled. Validation and test go in length order; corpus BLEU and summed losses do not
-depend on the order.
+depend on the order. The training loader is resumable: a checkpoint holds its place in the
+epoch (datamodules/resumable.py).
 
 Distributed training: the batch sampler groups whatever indices its inner `sampler` yields.
 With Lightning's default `use_distributed_sampler=True`, Lightning swaps that inner sampler
@@ -41,10 +42,11 @@ from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, S
 
 from core.constants import SPLITS, Split
 from core.errors import DataError, UserError, require_positive
-from datamodules.bucketing import BucketBatchSampler, EpochRandomSampler
+from datamodules.bucketing import BucketBatchSampler
 from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
 from datamodules.paths import resolve_data_dir
+from datamodules.resumable import EpochRandomSampler, ResumableLoader
 from datamodules.text_files import read_lines
 from datamodules.tokenizers import (
     TRANSLATION_SPECIALS,
@@ -383,14 +385,15 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         batches = BucketBatchSampler(
             sampler, batch_size, lengths=dataset.lengths(), shuffle=shuffle, seed=self.seed
         )
-        return DataLoader(
-            dataset,
-            batch_sampler=batches,
-            collate_fn=collate_pairs,
-            num_workers=self.num_workers,
-            persistent_workers=self.num_workers > 0,
-            pin_memory=torch.cuda.is_available(),
-        )
+        options = {
+            "batch_sampler": batches,
+            "collate_fn": collate_pairs,
+            "num_workers": self.num_workers,
+            "persistent_workers": self.num_workers > 0,
+            "pin_memory": torch.cuda.is_available(),
+        }
+        # Training: its place in the epoch goes into the checkpoint (exact resume).
+        return (ResumableLoader if shuffle else DataLoader)(dataset, **options)
 
     # --- text in, text out (models and callbacks reach these through trainer.datamodule) ----
     def encode_source(self, text: str, truncate: bool = True) -> list[int]:

@@ -34,10 +34,11 @@ from typing import Literal
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset
+from torch.utils.data import DataLoader
 
 from core.constants import Split
 from core.errors import UserError, require_positive
+from datamodules.resumable import ResumableLoader, ResumableStream
 
 log = logging.getLogger(__name__)
 
@@ -118,12 +119,15 @@ def cbow_examples(ids, sentence, window, rng) -> tuple[np.ndarray, np.ndarray, n
     return ids[has_context], context[has_context], mask[has_context]
 
 
-class Word2VecExamples(IterableDataset):
+class Word2VecExamples(ResumableStream):
     """One epoch of word2vec batches, drawn afresh at every pass (a new seed each time).
 
     Its length is the number of batches of the first epoch; later epochs (whose subsampling
     and windows differ slightly) yield at most that many, so the learning-rate schedule
-    planned from it holds. Under DDP each rank takes every world_size-th batch."""
+    planned from it holds. Under DDP each rank takes every world_size-th batch.
+
+    Resumable (`start_at`): a pass of a given epoch can start at a later batch; the skipped
+    batches' noise is still drawn, so the following batches draw what they drew before."""
 
     def __init__(
         self,
@@ -146,6 +150,7 @@ class Word2VecExamples(IterableDataset):
         self.seed, self.shuffle = seed, shuffle
         self.rank, self.world_size = rank, world_size
         self.epoch = 0
+        self._start = 0  # the batch the next pass starts with
         self._first = self._draw(0)  # counted now, reused by the first training pass
         self.n_examples = len(self._first[0][0])
         if not shuffle:
@@ -172,7 +177,13 @@ class Word2VecExamples(IterableDataset):
     def __len__(self) -> int:
         return self.n_batches
 
+    def start_at(self, epoch: int, batch: int) -> None:
+        if epoch != 0:
+            self._first = None  # the first pass's draw, kept from counting, is epoch 0's
+        self.epoch, self._start = epoch, batch
+
     def __iter__(self):
+        start, self._start = self._start, 0
         if self._first is not None:
             (arrays, rng), self._first = self._first, None
         else:
@@ -186,17 +197,19 @@ class Word2VecExamples(IterableDataset):
             else ("center", "context", "context_mask")
         )
         n = len(tensors[0])
-        for b in range(self.rank, self.n_batches * self.world_size, self.world_size):
-            start = b * self.batch_size
-            if start >= n:
+        for i, b in enumerate(range(self.rank, self.n_batches * self.world_size, self.world_size)):
+            first = b * self.batch_size
+            if first >= n:
                 break
-            batch = {
-                name: t[start : start + self.batch_size]
-                for name, t in zip(names, tensors, strict=True)
-            }
+            rows = slice(first, first + self.batch_size)
+            noise = None
             if self.negative and self.noise is not None:
-                rows = len(batch["center"])
-                batch["negatives"] = torch.from_numpy(self.noise(rng, (rows, self.negative)))
+                noise = self.noise(rng, (min(self.batch_size, n - first), self.negative))
+            if i < start:
+                continue  # read before the resume; its noise drawn all the same
+            batch = {name: t[rows] for name, t in zip(names, tensors, strict=True)}
+            if noise is not None:
+                batch["negatives"] = torch.from_numpy(noise)
             yield batch
 
 
@@ -369,12 +382,13 @@ class Word2VecDataModule(L.LightningDataModule):
         if stage in (None, "test"):
             self.test_set = self._examples("test", self.eval_batch_size, False, self.seed + 2)
 
-    def _loader(self, dataset: Word2VecExamples) -> DataLoader:
+    def _loader(self, dataset: Word2VecExamples, kind: type[DataLoader] = DataLoader) -> DataLoader:
         # Batches are built whole by the dataset; Lightning adds no sampler to it.
-        return DataLoader(dataset, batch_size=None, pin_memory=torch.cuda.is_available())
+        return kind(dataset, batch_size=None, pin_memory=torch.cuda.is_available())
 
     def train_dataloader(self) -> DataLoader:
-        return self._loader(self.train_set)
+        # Its place in the epoch goes into the checkpoint (exact resume).
+        return self._loader(self.train_set, ResumableLoader)
 
     def val_dataloader(self) -> DataLoader:
         return self._loader(self.val_set)

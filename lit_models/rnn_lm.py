@@ -10,7 +10,8 @@ Truncated backpropagation through time (Williams & Peng 1990): the datamodule re
 split as parallel streams in order (`data.batching: contiguous`, pytorch/examples' batchify),
 `block_size` steps a batch. The state at the end of a batch starts the next one, detached, so
 the gradient flows back over one batch (the BPTT length) while the state carries the whole
-history. It starts from zeros at each epoch and at each validation or test pass.
+history. It starts from zeros at each epoch and at each validation or test pass. A checkpoint
+holds the training state (every DDP rank's), so a resumed run goes on with it.
 
 The optimiser is pytorch/examples': plain SGD at lr 20, divided by 4 whenever the validation
 loss fails to improve (ReduceLROnPlateau, factor 0.25, patience 0); clipping is the trainer's
@@ -22,6 +23,7 @@ from __future__ import annotations
 from typing import Literal
 
 import torch
+from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
 from core.constants import IGNORE_INDEX
@@ -40,6 +42,7 @@ from lit_models.optim import adamw_decaying_matrices
 from lit_models.text_model import EvalStage, TokenScores
 
 Optimizer = Literal["sgd", "adamw"]
+CARRIED_STATE = "carried_train_state"  # the checkpoint key of the training stream's state
 
 
 class RNNLanguageModel(LanguageModel):
@@ -99,6 +102,7 @@ class RNNLanguageModel(LanguageModel):
         if tie_weights:
             self.decoder.weight = self.embedding.weight
         self.carried: dict[str, State] = {}  # stream name -> state after its last batch
+        self._resumed_state: State | None = None  # the training state a checkpoint held
 
     def forward(
         self, input_ids: torch.Tensor, state: State | None = None
@@ -138,6 +142,35 @@ class RNNLanguageModel(LanguageModel):
 
     def on_test_epoch_start(self) -> None:
         self.carried.pop("test", None)
+
+    # --- exact resume: the training state is part of the checkpoint ---------------------------
+
+    def on_save_checkpoint(self, checkpoint: dict) -> None:
+        state = self.carried.get("train")
+        if state is None or not self.hparams.carry_state:
+            return
+        # Every rank reads its own columns, so every rank's state is kept: [world_size, ...].
+        if self.trainer.world_size > 1:
+            checkpoint[CARRIED_STATE] = self.all_gather(state)
+        else:
+            checkpoint[CARRIED_STATE] = _map_state(lambda t: t[None], state)
+
+    def on_load_checkpoint(self, checkpoint: dict) -> None:
+        self._resumed_state = checkpoint.get(CARRIED_STATE)
+
+    def on_train_start(self) -> None:
+        # Here, not at loading: the model is on its device and the trainer knows the ranks.
+        saved, self._resumed_state = self._resumed_state, None
+        if saved is None:
+            return
+        if _as_tuple(saved)[0].size(0) != self.trainer.world_size:
+            rank_zero_warn(
+                "the checkpoint's recurrent state was saved on another number of devices (the "
+                "streams were cut differently): training goes on from a zero state."
+            )
+            return
+        rank = self.trainer.global_rank
+        self.carried["train"] = _map_state(lambda t: t[rank].to(self.device), saved)
 
     def setup(self, stage: str) -> None:
         batching = getattr(self.trainer.datamodule, "batching", None)
@@ -188,4 +221,13 @@ class RNNLanguageModel(LanguageModel):
 
 
 def _rows(state: State) -> int:
-    return (state[0] if isinstance(state, tuple) else state).size(1)
+    return _as_tuple(state)[0].size(1)
+
+
+def _as_tuple(state: State) -> tuple[torch.Tensor, ...]:
+    return state if isinstance(state, tuple) else (state,)
+
+
+def _map_state(fn, state: State) -> State:
+    """`fn` applied to the state's tensor, or to each of an LSTM's (h, c)."""
+    return tuple(fn(t) for t in state) if isinstance(state, tuple) else fn(state)

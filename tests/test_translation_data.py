@@ -15,7 +15,8 @@ from torch.utils.data import BatchSampler, DataLoader, DistributedSampler
 
 from core.errors import DataError, UserError
 from datamodules import Multi30kDataModule, TatoebaZhEnDataModule
-from datamodules.bucketing import BucketBatchSampler, EpochRandomSampler
+from datamodules.bucketing import BucketBatchSampler
+from datamodules.resumable import EpochRandomSampler
 from datamodules.tatoeba import read_tatoeba, split_by_english
 from datamodules.tokenizers import (
     decode_translation,
