@@ -15,11 +15,11 @@ import math
 import torch
 from torch import nn
 
-from core.errors import UserError
+from core.checks import require_divisor, require_positive, require_probability
 from lit_models.language_model import LanguageModel
 from lit_models.modules import TransformerBlock, make_positional
 from lit_models.modules.positional import Positional
-from lit_models.optim import adamw_warmup_cosine
+from lit_models.optim import adamw_warmup_cosine, check_warmup_cosine
 
 
 class GPT(LanguageModel):
@@ -54,14 +54,15 @@ class GPT(LanguageModel):
                 costs one position, not the whole context (off: recompute, for comparison).
         """
         super().__init__()
-        if n_embd % n_head:
-            raise UserError(
-                f"model.n_embd={n_embd} must be divisible by model.n_head={n_head} (each head gets n_embd / n_head dims)."
-            )
-        if not 0 <= min_learning_rate <= learning_rate:
-            raise UserError(
-                f"model.min_learning_rate={min_learning_rate} must be between 0 and model.learning_rate={learning_rate}."
-            )
+        require_positive(
+            "model", vocab_size=vocab_size, block_size=block_size, n_layer=n_layer, n_embd=n_embd
+        )
+        # Each head attends over n_embd / n_head dimensions of its own.
+        require_divisor("model", "n_head", n_head, "n_embd", n_embd)
+        require_probability("model", dropout=dropout)
+        check_warmup_cosine(
+            learning_rate, min_learning_rate, weight_decay, betas, warmup_steps, lr_decay_steps
+        )
         self.save_hyperparameters()
         self.block_size = block_size
         self.token_embedding = nn.Embedding(vocab_size, n_embd)

@@ -18,6 +18,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checks import require_divisor, require_positive, require_probability
+
 
 class KVCache:
     """Keys and values of the positions seen so far, for one attention layer, preallocated to
@@ -47,8 +49,9 @@ class KVCache:
 class MultiHeadAttention(nn.Module):
     def __init__(self, n_embd: int, n_head: int, dropout: float = 0.0, bias: bool = True):
         super().__init__()
-        if n_embd % n_head:
-            raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
+        require_positive("MultiHeadAttention", n_embd=n_embd)
+        require_divisor("MultiHeadAttention", "n_head", n_head, "n_embd", n_embd)
+        require_probability("MultiHeadAttention", dropout=dropout)
         self.n_embd, self.n_head, self.dropout = n_embd, n_head, dropout
         self.in_proj = nn.Linear(n_embd, 3 * n_embd, bias=bias)  # [W_Q; W_K; W_V]
         self.out_proj = nn.Linear(n_embd, n_embd, bias=bias)  # W^O
@@ -142,6 +145,9 @@ class AdditiveAttention(nn.Module):
 
     def __init__(self, query_size: int, key_size: int, n_hidden: int):
         super().__init__()
+        require_positive(
+            "AdditiveAttention", query_size=query_size, key_size=key_size, n_hidden=n_hidden
+        )
         self.query_proj = nn.Linear(query_size, n_hidden, bias=False)  # W
         self.key_proj = nn.Linear(key_size, n_hidden)  # U, with the layer's one bias
         self.score = nn.Linear(n_hidden, 1, bias=False)  # v
