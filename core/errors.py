@@ -9,8 +9,12 @@ class DataError(UserError):
     """A corpus is missing, unreadable or malformed."""
 
 
+class SettingError(UserError, ValueError):
+    """A setting outside its range (a ValueError too, for code that builds a model in Python)."""
+
+
 def require_positive(section: str, **values: int) -> None:
     """Stop at the first of `values` below 1, naming its key (`data.batch_size`, ...)."""
     for name, value in values.items():
-        if value < 1:
-            raise UserError(f"{section}.{name} must be a positive integer, got {value}.")
+        if not value >= 1:  # `not >=`: NaN fails too
+            raise SettingError(f"{section}.{name} must be a positive integer, got {value}.")

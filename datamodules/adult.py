@@ -35,8 +35,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from core.checks import require_non_negative, require_positive
 from core.constants import SPLITS, Split
-from core.errors import DataError, UserError, require_positive
+from core.errors import DataError, UserError
 from core.files import atomic_write_bytes
 from datamodules.corpus import CorpusFolder
 from datamodules.loaders import SplitLoaders, whole_batch
@@ -337,6 +338,7 @@ class AdultDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
             eval_batch_size=eval_batch_size,
             hash_buckets=hash_buckets,
         )
+        require_non_negative("data", num_workers=num_workers)
         log_numeric = ["capital_gain", "capital_loss"] if log_numeric is None else log_numeric
         wide_buckets = {"age": AGE_BOUNDARIES} if wide_buckets is None else wide_buckets
         crosses = DEFAULT_CROSSES if crosses is None else crosses

@@ -36,8 +36,14 @@ import lightning as L
 import torch
 import yaml
 
+from core.checks import (
+    require_fraction,
+    require_non_negative,
+    require_positive,
+    require_positive_or_none,
+)
 from core.constants import IGNORE_INDEX, Split
-from core.errors import DataError, UserError, require_positive
+from core.errors import DataError, UserError
 from datamodules.loaders import SplitLoaders
 from datamodules.text_files import read_text
 from datamodules.tokenizers import END_OF_TEXT, ByteTokenizer
@@ -127,9 +133,10 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
             split_seed: seeds the conversation shuffle that makes the split.
         """
         super().__init__()
-        if not 0.0 < val_fraction < 1.0:
-            raise UserError(f"data.val_fraction must be between 0 and 1, got {val_fraction}.")
+        require_fraction("data", val_fraction=val_fraction)
         require_positive("data", block_size=block_size, batch_size=batch_size)
+        require_positive_or_none("data", eval_batch_size=eval_batch_size)
+        require_non_negative("data", num_workers=num_workers)
         self.save_hyperparameters()
         self.language, self.format = language, format
         self.data_dir = Path(data_dir).expanduser() if data_dir else None

@@ -27,8 +27,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
+from core.checks import require_non_negative, require_positive, require_positive_or_none
 from core.constants import IGNORE_INDEX, SPLITS, Split
-from core.errors import DataError, UserError, require_positive
+from core.errors import DataError, UserError
 from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
 from datamodules.dedup import Shingle, blank_line_blocks, drop_near_duplicates, excerpt
@@ -217,6 +218,8 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         require_positive(
             "data", block_size=block_size, batch_size=batch_size, bpe_vocab_size=bpe_vocab_size
         )
+        require_positive_or_none("data", eval_batch_size=eval_batch_size)
+        require_non_negative("data", num_workers=num_workers)
         if not 0.0 < dedup_threshold <= 1.0:
             raise UserError(
                 f"data.dedup_threshold must be a Jaccard similarity in (0, 1], got {dedup_threshold}."

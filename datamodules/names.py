@@ -31,8 +31,9 @@ import numpy as np
 import torch
 from torch.utils.data import Dataset
 
+from core.checks import require_non_negative, require_positive
 from core.constants import IGNORE_INDEX, SPLITS, Split
-from core.errors import DataError, require_positive
+from core.errors import DataError
 from core.files import atomic_write_bytes
 from datamodules.corpus import hub_offline
 from datamodules.loaders import SplitLoaders, whole_batch
@@ -169,6 +170,7 @@ class NamesDataModule(SplitLoaders, L.LightningDataModule):
         require_positive(
             "data", block_size=block_size, batch_size=batch_size, eval_batch_size=eval_batch_size
         )
+        require_non_negative("data", num_workers=num_workers)
         self.save_hyperparameters()
         root = data_dir or os.environ.get(DATA_DIR_ENV) or "data"
         self.path = Path(root).expanduser() / file_name

@@ -37,8 +37,9 @@ import torch
 from lightning.pytorch.utilities import rank_zero_info
 from torch.utils.data import DataLoader, Dataset
 
+from core.checks import require_non_negative, require_positive
 from core.constants import Split
-from core.errors import DataError, UserError, require_positive
+from core.errors import DataError, UserError
 from core.files import atomic_write_bytes
 from datamodules.bucketing import BucketBatchSampler
 from datamodules.cache import DerivedFiles, cache_root
@@ -192,9 +193,10 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
                 (default $XDG_CACHE_HOME/seqmodels, else ~/.cache/seqmodels).
         """
         super().__init__()
-        require_positive("data", batch_size=batch_size, eval_batch_size=eval_batch_size)
-        if min_freq < 1:
-            raise UserError(f"data.min_freq must be at least 1, got {min_freq}.")
+        require_positive(
+            "data", batch_size=batch_size, eval_batch_size=eval_batch_size, min_freq=min_freq
+        )
+        require_non_negative("data", num_workers=num_workers)
         self.save_hyperparameters()
         self.data_dir = resolve_data_dir(data_dir, self.corpus)
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size

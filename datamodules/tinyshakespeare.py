@@ -12,7 +12,7 @@ from __future__ import annotations
 import urllib.request
 from pathlib import Path
 
-from core.errors import UserError
+from core.checks import require_fraction
 from core.files import atomic_write_bytes
 from datamodules.dedup import Shingle
 from datamodules.language_modeling import Batching, LanguageModelingDataModule
@@ -50,8 +50,7 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
         dedup_shingle_size: int = 5,
         dedup_shingle: Shingle = "word",
     ):
-        if not 0.0 < train_fraction < 1.0:
-            raise UserError(f"data.train_fraction must be between 0 and 1, got {train_fraction}.")
+        require_fraction("data", train_fraction=train_fraction)
         self.train_fraction = train_fraction
         super().__init__(
             data_dir,

@@ -40,8 +40,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
 
+from core.checks import require_non_negative, require_positive, require_positive_or_none
 from core.constants import SPLITS, Split
-from core.errors import DataError, UserError, require_positive
+from core.errors import DataError, UserError
 from datamodules.bucketing import BucketBatchSampler
 from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
@@ -187,8 +188,9 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
             min_freq=min_freq,
             max_length=max_length,
             batch_size=batch_size,
-            eval_batch_size=eval_batch_size or batch_size,
         )
+        require_positive_or_none("data", eval_batch_size=eval_batch_size)
+        require_non_negative("data", num_workers=num_workers)
         if tokenizer == "bpe" and bpe_vocab_size <= len(TRANSLATION_SPECIALS):
             raise UserError(f"data.bpe_vocab_size={bpe_vocab_size} leaves no room for text.")
         self.save_hyperparameters()

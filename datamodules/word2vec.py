@@ -36,8 +36,9 @@ import numpy as np
 import torch
 from torch.utils.data import DataLoader
 
+from core.checks import require_non_negative, require_positive, require_positive_or_none
 from core.constants import Split
-from core.errors import UserError, require_positive
+from core.errors import UserError
 from datamodules.resumable import ResumableLoader, ResumableStream
 
 log = logging.getLogger(__name__)
@@ -251,14 +252,11 @@ class Word2VecDataModule(L.LightningDataModule):
         """
         super().__init__()
         require_positive("data", window=window, min_count=min_count, batch_size=batch_size)
-        if negative < 0:
-            raise UserError(
-                f"data.negative must be 0 (hierarchical softmax) or more, got {negative}."
-            )
-        if sample < 0:
-            raise UserError(
-                f"data.sample must be 0 (no subsampling) or a small positive number, got {sample}."
-            )
+        require_positive_or_none(
+            "data", eval_batch_size=eval_batch_size, max_vocab_size=max_vocab_size
+        )
+        # negative 0: hierarchical softmax; sample 0: no subsampling.
+        require_non_negative("data", negative=negative, sample=sample)
         self.save_hyperparameters()
         self.reader = corpus_reader(corpus, data_dir, download)
         self.corpus = corpus

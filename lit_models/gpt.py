@@ -23,13 +23,14 @@ from typing import Literal
 import torch
 from torch import nn
 
+from core.checks import require_divisor, require_positive, require_probability
 from core.errors import UserError
 from lit_models import hf_convert
 from lit_models.language_model import LanguageModel
 from lit_models.modules import RotaryEmbedding, TransformerBlock, make_norm, make_positional
 from lit_models.modules.norm import Norm
 from lit_models.modules.positional import PositionalOrRotary
-from lit_models.optim import adamw_warmup_cosine
+from lit_models.optim import adamw_warmup_cosine, check_warmup_cosine
 
 MLP = Literal["gelu", "gelu_tanh", "swiglu"]  # gelu_tanh: GPT-2's approximation
 
@@ -94,6 +95,10 @@ class GPT(LanguageModel):
                 costs one position, not the whole context (off: recompute, for comparison).
         """
         super().__init__()
+        require_probability("model", dropout=dropout)
+        check_warmup_cosine(
+            learning_rate, min_learning_rate, weight_decay, betas, warmup_steps, lr_decay_steps
+        )
         self.save_hyperparameters()
         # Read from the arguments, not self.hparams: built inside another model's __init__
         # (LoRAGPT's base), save_hyperparameters records that model's arguments.
@@ -118,7 +123,7 @@ class GPT(LanguageModel):
         if init_from is not None:
             pretrained = hf_convert.read_pretrained(init_from)
             vars(hp).update(hf_convert.fit_to_data(pretrained, vocab_size, block_size))
-        check_settings(hp, learning_rate, min_learning_rate)
+        check_settings(hp)
         if hp.n_ff is None:
             hp.n_ff = swiglu_hidden_size(hp.n_embd) if hp.mlp == "swiglu" else 4 * hp.n_embd
         # The checkpoints hold the architecture as built, not the folder it came from: they
@@ -266,28 +271,25 @@ class GPT(LanguageModel):
         self.hf_source = checkpoint.get("hf_source", self.hf_source)
 
 
-def check_settings(hp: SimpleNamespace, learning_rate: float, min_learning_rate: float) -> None:
+def check_settings(hp: SimpleNamespace) -> None:
     """Settings that cannot build a model, named as the config names them."""
     if hp.vocab_size is None or hp.block_size is None:
         raise UserError(
             "model.vocab_size and model.block_size are not set: the datamodule sets them "
             "(linked by the CLI), or model.init_from does."
         )
-    if hp.n_embd % hp.n_head:
-        raise UserError(
-            f"model.n_embd={hp.n_embd} must be divisible by model.n_head={hp.n_head} (each head gets n_embd / n_head dims)."
-        )
-    if hp.n_kv_head is not None and (hp.n_kv_head < 1 or hp.n_head % hp.n_kv_head):
-        raise UserError(
-            f"model.n_kv_head={hp.n_kv_head} must divide model.n_head={hp.n_head} (each key/value head serves n_head / n_kv_head query heads)."
-        )
+    require_positive(
+        "model", vocab_size=hp.vocab_size, block_size=hp.block_size, n_layer=hp.n_layer
+    )
+    require_positive("model", n_embd=hp.n_embd)
+    # Each head attends over n_embd / n_head dimensions of its own.
+    require_divisor("model", "n_head", hp.n_head, "n_embd", hp.n_embd)
+    if hp.n_kv_head is not None:
+        # Each key/value head serves n_head / n_kv_head query heads.
+        require_divisor("model", "n_kv_head", hp.n_kv_head, "n_head", hp.n_head)
     if hp.positional == "rope" and (hp.n_embd // hp.n_head) % 2:
         raise UserError(
             f"model.positional=rope rotates pairs of dimensions: the head size n_embd / n_head = {hp.n_embd // hp.n_head} must be even."
-        )
-    if not 0 <= min_learning_rate <= learning_rate:
-        raise UserError(
-            f"model.min_learning_rate={min_learning_rate} must be between 0 and model.learning_rate={learning_rate}."
         )
 
 

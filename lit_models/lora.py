@@ -31,10 +31,11 @@ from typing import Literal
 import torch
 from torch import nn
 
-from core.errors import UserError, require_positive
+from core.checks import require_positive, require_positive_number, require_probability
+from core.errors import UserError
 from lit_models.gpt import GPT, DecodingWindow
 from lit_models.language_model import LanguageModel
-from lit_models.optim import adamw_warmup_cosine
+from lit_models.optim import adamw_warmup_cosine, check_warmup_cosine
 
 Target = Literal["in_proj", "out_proj", "fc", "proj"]  # the GPT's projections, by name
 Quantize = Literal["none", "4bit"]
@@ -78,7 +79,13 @@ class LoRAGPT(LanguageModel):
         """
         super().__init__()
         targets = list(target_modules or ["in_proj", "out_proj"])
+        # The settings first: a bad one is named before the base checkpoint is even read.
         require_positive("model", rank=rank)
+        require_positive_number("model", alpha=alpha)
+        require_probability("model", dropout=dropout)
+        check_warmup_cosine(
+            learning_rate, min_learning_rate, weight_decay, betas, warmup_steps, lr_decay_steps
+        )
         if quantize == "4bit":
             require_qlora()
         base = read_base_checkpoint(base_checkpoint)

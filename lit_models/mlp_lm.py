@@ -34,6 +34,13 @@ from typing import Literal
 import torch
 from torch import nn
 
+from core.checks import (
+    require_betas,
+    require_in_range,
+    require_non_negative,
+    require_positive,
+    require_probability,
+)
 from core.errors import UserError
 from lit_models.language_model import LanguageModel
 from lit_models.modules.decoding import TextCodec, generate
@@ -76,6 +83,20 @@ def fusion(fan_in: int, n_hidden: int, batch_norm: bool, dropout: float) -> nn.S
     )
 
 
+def check_optimizer(
+    learning_rate: float,
+    lr_decay: float,
+    momentum: float,
+    betas: tuple[float, float],
+    weight_decay: float,
+) -> None:
+    """The settings `ContextWindowLanguageModel.configure_optimizers` reads."""
+    require_non_negative("model", learning_rate=learning_rate, weight_decay=weight_decay)
+    require_in_range("model", 0, 1, "(]", lr_decay=lr_decay)  # the rate's multiplier; 1 keeps it
+    require_in_range("model", 0, 1, "[)", momentum=momentum)
+    require_betas("model", betas)
+
+
 class ContextWindowLanguageModel(LanguageModel):
     """What the MLP and the WaveNet share: the embedding, the output layer, the init, the
     optimiser and generation. A subclass passes its hidden layers to `build`."""
@@ -86,8 +107,11 @@ class ContextWindowLanguageModel(LanguageModel):
         block_size: int,
         n_embd: int,
         lr_milestones: tuple[float, ...],
+        start_id: int,
     ):
         super().__init__()
+        require_positive("model", vocab_size=vocab_size, block_size=block_size, n_embd=n_embd)
+        require_in_range("model", 0, vocab_size, "[)", start_id=start_id)  # a token id
         if any(not 0.0 < m < 1.0 for m in lr_milestones):
             raise UserError(
                 f"model.lr_milestones are fractions of the run, each in (0, 1); got {list(lr_milestones)}."
@@ -195,10 +219,11 @@ class MLPLanguageModel(ContextWindowLanguageModel):
                 by `lr_decay`.
             start_id: the token that pads a window and starts a name ('.' = 0 in names).
         """
-        super().__init__(vocab_size, block_size, n_embd, lr_milestones)
+        require_positive("model", n_hidden=n_hidden, n_layer=n_layer)
+        require_probability("model", dropout=dropout)
+        check_optimizer(learning_rate, lr_decay, momentum, betas, weight_decay)
+        super().__init__(vocab_size, block_size, n_embd, lr_milestones, start_id)
         self.save_hyperparameters()
-        if n_layer < 1:
-            raise UserError(f"model.n_layer must be at least 1, got {n_layer}.")
         hidden = nn.Sequential(
             FlattenConsecutive(block_size),  # the whole window, concatenated: [B, 1, n*n_embd]
             fusion(block_size * n_embd, n_hidden, batch_norm, dropout),
@@ -239,7 +264,10 @@ class WaveNetLanguageModel(ContextWindowLanguageModel):
                 f"WaveNetLanguageModel fuses pairs of characters level by level, so block_size "
                 f"(data.block_size) must be a power of 2 (2, 4, 8, 16, ...); got {block_size}."
             )
-        super().__init__(vocab_size, block_size, n_embd, lr_milestones)
+        require_positive("model", n_hidden=n_hidden)
+        require_probability("model", dropout=dropout)
+        check_optimizer(learning_rate, lr_decay, momentum, betas, weight_decay)
+        super().__init__(vocab_size, block_size, n_embd, lr_milestones, start_id)
         self.save_hyperparameters()
         layers, fan_in = [], 2 * n_embd
         for _ in range(block_size.bit_length() - 1):  # log2(block_size) levels of pairs

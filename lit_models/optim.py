@@ -11,6 +11,12 @@ import lightning as L
 import torch
 from torch import nn
 
+from core.checks import (
+    SettingError,
+    require_betas,
+    require_non_negative,
+    require_positive_or_none,
+)
 from core.errors import UserError
 
 
@@ -36,6 +42,26 @@ def planned_steps(module: L.LightningModule, fix: str) -> int:
     if math.isinf(estimated):
         raise UserError(fix)
     return int(estimated)
+
+
+def check_warmup_cosine(
+    learning_rate: float,
+    min_learning_rate: float,
+    weight_decay: float,
+    betas: tuple[float, float],
+    warmup_steps: int,
+    lr_decay_steps: int | None,
+) -> None:
+    """The settings `adamw_warmup_cosine` reads, checked in the model's constructor."""
+    require_non_negative("model", learning_rate=learning_rate, weight_decay=weight_decay)
+    if not 0 <= min_learning_rate <= learning_rate:
+        raise SettingError(
+            f"model.min_learning_rate={min_learning_rate} must be between 0 and "
+            f"model.learning_rate={learning_rate}."
+        )
+    require_betas("model", betas)
+    require_non_negative("model", warmup_steps=warmup_steps)
+    require_positive_or_none("model", lr_decay_steps=lr_decay_steps)
 
 
 def adamw_warmup_cosine(module: L.LightningModule) -> dict:

@@ -26,6 +26,13 @@ import torch
 from lightning.pytorch.utilities import rank_zero_warn
 from torch import nn
 
+from core.checks import (
+    require_fraction,
+    require_non_negative,
+    require_positive,
+    require_positive_or_none,
+    require_probability,
+)
 from core.constants import IGNORE_INDEX
 from core.errors import UserError
 from lit_models.language_model import LanguageModel, next_token_nll, scores_of_targets
@@ -84,6 +91,15 @@ class RNNLanguageModel(LanguageModel):
                 `lr_patience` + 1 validations in a row without a lower val/loss.
         """
         super().__init__()
+        require_positive(
+            "model", vocab_size=vocab_size, n_layer=n_layer, n_embd=n_embd, n_hidden=n_hidden
+        )
+        require_positive_or_none("model", block_size=block_size)
+        require_probability("model", dropout=dropout)
+        require_non_negative("model", learning_rate=learning_rate, weight_decay=weight_decay)
+        # ReduceLROnPlateau's factor: below 1, or the rate never falls (0 would stop training).
+        require_fraction("model", lr_factor=lr_factor)
+        require_non_negative("model", lr_patience=lr_patience)
         if tie_weights and n_hidden != n_embd:
             raise UserError(
                 f"model.tie_weights shares the embedding with the output layer, so n_hidden "

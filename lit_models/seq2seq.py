@@ -33,7 +33,12 @@ import torch
 from torch import nn
 from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 
-from core.errors import UserError
+from core.checks import (
+    SettingError,
+    require_positive,
+    require_positive_or_none,
+    require_probability,
+)
 from lit_models.modules import AdditiveAttention, make_recurrent
 from lit_models.modules.recurrent import select_rows
 from lit_models.translation import Translator, index_rows
@@ -47,10 +52,12 @@ class RecurrentTranslator(Translator):
     def _check_recurrent_hparams(self) -> None:
         hp = self.hparams
         if not 0.0 <= hp.teacher_forcing_ratio <= 1.0:
-            raise UserError(
+            raise SettingError(
                 f"model.teacher_forcing_ratio={hp.teacher_forcing_ratio} must be in [0, 1] "
                 f"(1: always the true previous token)."
             )
+        require_positive("model", n_embd=hp.n_embd)
+        require_probability("model", dropout=hp.dropout)
 
     def forward(self, source: torch.Tensor, target_in: torch.Tensor) -> torch.Tensor:
         memory = self.encode(source)
@@ -121,6 +128,7 @@ class Seq2Seq(RecurrentTranslator):
         self.save_hyperparameters()
         self.check_translation_hparams()
         self._check_recurrent_hparams()
+        require_positive("model", n_hidden=n_hidden, n_layer=n_layer)
         self.source_embedding = nn.Embedding(vocab_size, n_embd)
         self.target_embedding = nn.Embedding(vocab_size, n_embd)
         self.encoder = make_recurrent(
@@ -195,6 +203,10 @@ class AttentionSeq2Seq(RecurrentTranslator):
         self.save_hyperparameters()
         self.check_translation_hparams()
         self._check_recurrent_hparams()
+        require_positive(
+            "model", encoder_n_hidden=encoder_n_hidden, decoder_n_hidden=decoder_n_hidden
+        )
+        require_positive_or_none("model", attention_n_hidden=attention_n_hidden)
         annotation_size = 2 * encoder_n_hidden
         self.source_embedding = nn.Embedding(vocab_size, n_embd)
         self.target_embedding = nn.Embedding(vocab_size, n_embd)

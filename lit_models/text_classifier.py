@@ -30,6 +30,13 @@ from torch.nn.utils.rnn import pack_padded_sequence, pad_packed_sequence
 from torchmetrics.classification import BinaryF1Score, MulticlassAccuracy, MulticlassF1Score
 
 from core.checked_files import DamagedFile, read_payload
+from core.checks import (
+    SettingError,
+    require_in_range,
+    require_non_negative,
+    require_positive,
+    require_probability,
+)
 from core.errors import UserError
 
 Cell = Literal["rnn", "gru", "lstm"]
@@ -73,8 +80,14 @@ class TextClassifier(L.LightningModule):
             freeze_embeddings: keep the embeddings fixed during training.
         """
         super().__init__()
-        if num_classes < 2:
-            raise UserError(f"model.num_classes must be at least 2, got {num_classes}")
+        if not num_classes >= 2:
+            raise SettingError(f"model.num_classes must be at least 2, got {num_classes}.")
+        require_positive(
+            "model", vocab_size=vocab_size, n_embd=n_embd, n_hidden=n_hidden, n_layer=n_layer
+        )
+        require_probability("model", dropout=dropout, embedding_dropout=embedding_dropout)
+        require_in_range("model", 0, vocab_size, "[)", pad_id=pad_id)  # a token id
+        require_non_negative("model", learning_rate=learning_rate, weight_decay=weight_decay)
         self.save_hyperparameters()
         self.embedding = nn.Embedding(vocab_size, n_embd, padding_idx=pad_id)
         self.embedding_dropout = nn.Dropout(embedding_dropout)

@@ -25,7 +25,14 @@ from typing import Literal
 import torch
 from torch import nn
 
-from core.errors import UserError
+from core.checks import (
+    SettingError,
+    require_betas,
+    require_divisor,
+    require_positive,
+    require_positive_number,
+    require_probability,
+)
 from lit_models.modules import TransformerBlock, TransformerDecoderBlock, make_positional
 from lit_models.modules.positional import Positional
 from lit_models.modules.transformer import Activation
@@ -81,13 +88,14 @@ class TransformerTranslator(Translator):
                 warmup_steps^-1.5) (learning_rate unused); or constant, lr = learning_rate.
         """
         super().__init__()
-        if n_embd % n_head:
-            raise UserError(
-                f"model.n_embd={n_embd} must be divisible by model.n_head={n_head} (each "
-                f"head gets n_embd / n_head dims)."
-            )
-        if schedule == "noam" and warmup_steps < 1:
-            raise UserError(f"model.warmup_steps={warmup_steps} must be >= 1 for schedule noam.")
+        require_positive("model", n_layer=n_layer, n_embd=n_embd, n_ff=n_ff)
+        # Each head attends over n_embd / n_head dimensions of its own.
+        require_divisor("model", "n_head", n_head, "n_embd", n_embd)
+        require_probability("model", dropout=dropout)
+        if schedule == "noam" and not warmup_steps >= 1:
+            raise SettingError(f"model.warmup_steps={warmup_steps} must be >= 1 for schedule noam.")
+        require_positive_number("model", lr_factor=lr_factor, eps=eps)
+        require_betas("model", betas)
         self.save_hyperparameters()
         self.check_translation_hparams()
         self.block_size = block_size

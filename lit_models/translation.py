@@ -32,6 +32,7 @@ import torch.nn.functional as F
 from torch import nn
 from torchmetrics.text import BLEUScore, SacreBLEUScore
 
+from core.checks import require_in_range, require_non_negative, require_positive
 from core.constants import IGNORE_INDEX
 from core.errors import UserError
 from lit_models.modules.decoding import DecodingState, beam_search, generate
@@ -52,6 +53,8 @@ class Translator(TextModel):
 
     def check_translation_hparams(self) -> None:
         hp = self.hparams
+        require_positive("model", vocab_size=hp.vocab_size, block_size=hp.block_size)
+        require_non_negative("model", learning_rate=hp.learning_rate)
         for name in ("eval_num_beams", "test_num_beams"):
             if hp[name] < 1:
                 raise UserError(f"model.{name}={hp[name]} must be >= 1 (1 is greedy decoding).")
@@ -64,6 +67,9 @@ class Translator(TextModel):
                 f"model.pad_id, bos_id and eos_id must differ (got {hp.pad_id}, {hp.bos_id}, "
                 f"{hp.eos_id}); the datamodules use 0, 1 and 2."
             )
+        require_in_range(
+            "model", 0, hp.vocab_size, "[)", pad_id=hp.pad_id, bos_id=hp.bos_id, eos_id=hp.eos_id
+        )  # token ids
 
     # --- what a subclass provides ------------------------------------------------------------
 

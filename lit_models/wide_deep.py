@@ -43,6 +43,13 @@ from torch import nn
 from torchmetrics import MeanMetric, MetricCollection
 from torchmetrics.classification import BinaryAccuracy, BinaryAUROC
 
+from core.checks import (
+    SettingError,
+    require_non_negative,
+    require_positive,
+    require_positive_number,
+    require_probability,
+)
 from core.errors import UserError
 
 Parts = Literal["wide_deep", "wide", "deep"]
@@ -141,8 +148,27 @@ class WideDeep(L.LightningModule):
         """
         super().__init__()
         n_hidden = [100, 50] if n_hidden is None else list(n_hidden)
-        if any(h < 1 for h in n_hidden) or n_embd < 1:
-            raise UserError("model.n_hidden and model.n_embd must be positive integers.")
+        if not all(h >= 1 for h in n_hidden):
+            raise SettingError(f"model.n_hidden must list positive layer widths, got {n_hidden}.")
+        require_positive("model", n_embd=n_embd, wide_dim=wide_dim)
+        if not all(n >= 1 for n in categorical_cardinalities):
+            raise SettingError(
+                f"model.categorical_cardinalities must be positive vocabulary sizes, got "
+                f"{list(categorical_cardinalities)}."
+            )
+        require_non_negative("model", num_numeric=num_numeric)
+        require_probability("model", dropout=dropout)
+        require_non_negative(
+            "model",
+            learning_rate=learning_rate,
+            weight_decay=weight_decay,
+            wide_l1=wide_l1,
+            wide_l2=wide_l2,
+            ftrl_beta=ftrl_beta,
+            gradient_clip_val=gradient_clip_val,
+        )
+        # FTRL divides by its learning rate (alpha).
+        require_positive_number("model", wide_learning_rate=wide_learning_rate)
         self.save_hyperparameters()
         self.automatic_optimization = False  # two optimizers, one backward (see `_step`)
         self.wide = nn.EmbeddingBag(wide_dim, 1, mode="sum") if parts != "deep" else None

@@ -32,6 +32,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checks import require_in_range, require_non_negative, require_positive
 from core.errors import UserError
 from lit_models.modules.huffman import padded_paths
 
@@ -66,6 +67,9 @@ class Word2Vec(L.LightningModule):
         super().__init__()
         if vocab_size < 1:
             raise UserError("word2vec needs a vocabulary of at least one word.")
+        require_positive("model", n_embd=n_embd)
+        require_non_negative("model", negative=negative, learning_rate=learning_rate)
+        require_in_range("model", 0, 1, "[]", min_lr_ratio=min_lr_ratio)  # of the first rate
         # The counts travel in the state dict (a buffer), not in the hyperparameters: a list of
         # tens of thousands of numbers there would be re-validated by the CLI on every load.
         self.save_hyperparameters(ignore=["word_counts"])

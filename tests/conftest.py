@@ -152,6 +152,19 @@ def run_cli_subprocess(
     return proc
 
 
+def assert_one_clear_error(proc: subprocess.CompletedProcess, *fragments: str) -> str:
+    """The run failed with one `error:` line and no traceback, and the message (from `error:`
+    on) holds every fragment; returns the message."""
+    assert proc.returncode != 0, proc.stdout[-2000:]
+    assert "Traceback" not in proc.stderr, proc.stderr[-5000:]
+    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
+    assert len(errors) == 1, proc.stderr[-5000:]
+    message = proc.stderr[proc.stderr.index("error:") :]
+    for fragment in fragments:
+        assert fragment in message, message
+    return message
+
+
 def _failed(args, proc: subprocess.CompletedProcess) -> None:
     raise AssertionError(
         f"main.py {' '.join(args)} failed ({proc.returncode}):\n"

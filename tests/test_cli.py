@@ -1,5 +1,6 @@
 """The command line as a user drives it: fit, test, validate, predict and --print_config on the
-shared corpora, the files a run leaves behind, and the one-line errors for bad input."""
+shared corpora, the files a run leaves behind, and the one-line error of the real interpreter
+(the matrix of bad input, run in this process, is test_bad_inputs.py)."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from cli.trainer import Trainer, resolve_precision
 from tests.conftest import (
     SHARED_DATA,
     TINY_GPT,
+    assert_one_clear_error,
     config,
     logged_metrics,
     need_corpus,
@@ -173,17 +175,7 @@ def test_fit_then_test_on_wikitext2(wikitext_dir):
 
 
 # --- bad input: one message, a non-zero exit, no traceback ------------------------------------
-
-
-def assert_one_clear_error(proc, *fragments: str) -> str:
-    assert proc.returncode != 0, proc.stdout[-2000:]
-    assert "Traceback" not in proc.stderr, proc.stderr[-5000:]
-    errors = [line for line in proc.stderr.splitlines() if line.startswith("error:")]
-    assert len(errors) == 1, proc.stderr[-5000:]
-    message = proc.stderr[proc.stderr.index("error:") :]
-    for fragment in fragments:
-        assert fragment in message, message
-    return message
+# Bad settings and bad data files of every model and corpus: the matrix of test_bad_inputs.py.
 
 
 def test_unknown_config_key():
@@ -193,52 +185,6 @@ def test_unknown_config_key():
     assert proc.returncode == 2
     assert_one_clear_error(proc, "n_layerz")
     assert len(proc.stderr.splitlines()) < 20  # the message, not the whole usage
-
-
-def test_bad_value_in_a_datamodule_argument(shakespeare_dir):
-    proc = run_cli("fit", "--config", SHAKESPEARE, "--data.init_args.tokenizer=chars", check=False)
-    assert_one_clear_error(proc, "tokenizer", "'word', 'bpe', 'char'", "chars")
-
-
-def test_min_learning_rate_above_the_peak(shakespeare_dir):
-    args = ["--model.init_args.learning_rate=1e-4", "--model.init_args.min_learning_rate=1e-3"]
-    proc = run_cli("fit", "--config", SHAKESPEARE, *TINY_GPT, *args, check=False)
-    assert_one_clear_error(proc, "model.min_learning_rate=0.001", "model.learning_rate=0.0001")
-
-
-def test_trainer_setting_lightning_rejects(shakespeare_dir):
-    """Lightning's own misconfiguration errors, raised once fit starts, are one message too."""
-    proc = run_cli("fit", "--config", SHAKESPEARE, *TINY_GPT, "--trainer.logger=false", check=False)
-    assert_one_clear_error(proc, "LearningRateMonitor", "no logger")
-
-
-def test_missing_corpus_names_the_folder_and_the_files(tmp_path):
-    empty = tmp_path / "empty"
-    empty.mkdir()
-    args = ["fit", "--config", SHAKESPEARE, *TINY_GPT, f"--data.init_args.data_dir={empty}"]
-    assert_one_clear_error(run_cli(*args, check=False), str(empty), "input.txt")
-
-
-def test_corrupt_corpus_file_names_the_file_and_the_line(tmp_path, shakespeare_dir):
-    lines = (shakespeare_dir / "input.txt").read_bytes().splitlines(keepends=True)
-    lines[99] = b"\xff\xfe" + lines[99]  # line 100 is not UTF-8
-    corrupt = tmp_path / "corrupt"
-    corrupt.mkdir()
-    (corrupt / "input.txt").write_bytes(b"".join(lines))
-    args = ["fit", "--config", SHAKESPEARE, *TINY_GPT, f"--data.init_args.data_dir={corrupt}"]
-    assert_one_clear_error(run_cli(*args, check=False), str(corrupt / "input.txt"), "line 100")
-
-
-def test_block_size_longer_than_the_corpus(tmp_path, shakespeare_dir):
-    """Found only in datamodule.setup(), inside trainer.fit: still one message."""
-    tiny = tmp_path / "tiny"
-    tiny.mkdir()
-    (tiny / "input.txt").write_bytes((shakespeare_dir / "input.txt").read_bytes()[:3000])
-    args = [
-        *("fit", "--config", SHAKESPEARE, *TINY_GPT),
-        *(f"--data.init_args.data_dir={tiny}", "--data.init_args.block_size=5000"),
-    ]
-    assert_one_clear_error(run_cli(*args, check=False), "data.block_size=5000")
 
 
 # --- precision: auto ------------------------------------------------------------------------

@@ -90,7 +90,7 @@ def test_padding_mask_matches_torch():
 
 
 def test_attention_rejects_indivisible_heads():
-    with pytest.raises(ValueError, match="divisible"):
+    with pytest.raises(ValueError, match="n_head must be a positive divisor of .*n_embd=10"):
         MultiHeadAttention(10, 3)
 
 

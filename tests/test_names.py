@@ -14,7 +14,6 @@ import torch
 import torch.nn.functional as F
 
 import datamodules.names as names_module
-from cli.app import main as cli_main
 from core.errors import DataError, UserError
 from datamodules import NamesDataModule
 from datamodules.names import ContextWindows, context_windows, read_names, split_names
@@ -238,18 +237,6 @@ def test_sgd_step_decay_follows_the_lecture():
     assert lrs[:75] == pytest.approx([0.1] * 75) and lrs[75:] == pytest.approx([0.01] * 25)
 
 
-def test_an_optimizer_not_offered_is_refused_by_the_cli(capsys, monkeypatch):
-    # The choices are a Literal type: the CLI's parser refuses another one, naming the key.
-    monkeypatch.setattr("sys.argv", ["main.py"])
-    args = ["--model.init_args.optimizer=lbfgs", "--print_config"]
-    with pytest.raises(SystemExit) as exit_:
-        cli_main(["fit", "--config", config("mlp_names.yaml"), *args])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert 'key "optimizer"' in err and "lbfgs" in err and "'sgd', 'adamw'" in err
-    assert "Traceback" not in err
-
-
 @pytest.mark.parametrize("block_size", [3, 6, 12, 1])
 def test_wavenet_needs_a_power_of_two_context(block_size):
     with pytest.raises(UserError, match=f"power of 2.*got {block_size}"):
@@ -332,13 +319,3 @@ def test_config_trains_through_the_cli(name, sizes, names_file, tmp_path):
 
 def logged(root) -> str:
     return "".join(p.read_text() for p in root.rglob("metrics.csv"))
-
-
-def test_wavenet_config_with_a_bad_context_is_a_one_line_error(names_file, capsys, monkeypatch):
-    # In this process (the parse and the error come before any training): the CLI's own exit.
-    monkeypatch.setattr("sys.argv", ["main.py"])
-    with pytest.raises(SystemExit) as exit_:
-        cli_main(["fit", "--config", config("wavenet_names.yaml"), "--data.init_args.block_size=6"])
-    assert exit_.value.code == 2
-    err = capsys.readouterr().err
-    assert "power of 2" in err and "got 6" in err and "Traceback" not in err

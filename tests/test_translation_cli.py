@@ -233,14 +233,3 @@ def test_print_config_resolves_every_key(name, capsys):
     assert printed["model"]["init_args"]["test_num_beams"] == 5
     classes = [c["class_path"] for c in printed["trainer"]["callbacks"]]
     assert "callbacks.TranslationSamples" in classes
-
-
-def test_special_ids_come_from_the_data():
-    """pad_id and bos_id are linked from the datamodule; an eos_id that differs from the
-    data's stops the run before it trains on the wrong token."""
-    need_corpus("multi30k")
-    name = "transformer_multi30k"
-    args = ["--config", config(f"{name}.yaml"), *TINY_MODEL[name], *TINY_RUN]
-    proc = run_cli("fit", *args, "--model.init_args.eos_id=5", check=False)
-    assert proc.returncode == 2 and "Traceback" not in proc.stderr
-    assert "model.eos_id=5 but the data's eos_id is 2" in proc.stderr

@@ -24,6 +24,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checks import require_divisor, require_positive, require_probability
 from lit_models.modules.positional import apply_rotary
 
 
@@ -67,10 +68,10 @@ class MultiHeadAttention(nn.Module):
         only)."""
         super().__init__()
         n_kv_head = n_kv_head or n_head
-        if n_embd % n_head:
-            raise ValueError(f"n_embd={n_embd} must be divisible by n_head={n_head}")
-        if n_head % n_kv_head:
-            raise ValueError(f"n_head={n_head} must be divisible by n_kv_head={n_kv_head}")
+        require_positive("MultiHeadAttention", n_embd=n_embd)
+        require_divisor("MultiHeadAttention", "n_head", n_head, "n_embd", n_embd)
+        require_divisor("MultiHeadAttention", "n_kv_head", n_kv_head, "n_head", n_head)
+        require_probability("MultiHeadAttention", dropout=dropout)
         self.n_embd, self.n_head, self.n_kv_head, self.dropout = n_embd, n_head, n_kv_head, dropout
         self.head_dim = n_embd // n_head
         kv_dim = n_kv_head * self.head_dim
@@ -179,6 +180,9 @@ class AdditiveAttention(nn.Module):
 
     def __init__(self, query_size: int, key_size: int, n_hidden: int):
         super().__init__()
+        require_positive(
+            "AdditiveAttention", query_size=query_size, key_size=key_size, n_hidden=n_hidden
+        )
         self.query_proj = nn.Linear(query_size, n_hidden, bias=False)  # W
         self.key_proj = nn.Linear(key_size, n_hidden)  # U, with the layer's one bias
         self.score = nn.Linear(n_hidden, 1, bias=False)  # v

@@ -21,6 +21,8 @@ from typing import Literal, get_args
 import torch
 from torch import nn
 
+from core.checks import require_positive
+
 Positional = Literal["learned", "sinusoidal"]  # added to the token embeddings
 POSITIONAL_KINDS: tuple[str, ...] = get_args(Positional)
 PositionalOrRotary = Literal["learned", "sinusoidal", "rope"]  # a decoder's choices
@@ -29,6 +31,7 @@ PositionalOrRotary = Literal["learned", "sinusoidal", "rope"]  # a decoder's cho
 class LearnedPositionalEmbedding(nn.Module):
     def __init__(self, max_len: int, n_embd: int):
         super().__init__()
+        require_positive("LearnedPositionalEmbedding", max_len=max_len, n_embd=n_embd)
         self.max_len = max_len
         self.embedding = nn.Embedding(max_len, n_embd)
 
@@ -49,6 +52,7 @@ class LearnedPositionalEmbedding(nn.Module):
 class SinusoidalPositionalEncoding(nn.Module):
     def __init__(self, max_len: int, n_embd: int):
         super().__init__()
+        require_positive("SinusoidalPositionalEncoding", max_len=max_len, n_embd=n_embd)
         self.max_len = max_len
         position = torch.arange(max_len).unsqueeze(1)
         inv_freq = torch.exp(torch.arange(0, n_embd, 2) * (-math.log(10000.0) / n_embd))

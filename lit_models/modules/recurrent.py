@@ -34,6 +34,8 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checks import require_positive, require_probability
+
 Cell = Literal["rnn_tanh", "rnn_relu", "gru", "lstm"]
 Impl = Literal["torch", "scratch"]
 CELLS: tuple[str, ...] = get_args(Cell)
@@ -113,6 +115,7 @@ class Recurrent(nn.Module):
         super().__init__()
         if cell not in CELLS:
             raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+        check_recurrent_sizes(input_size, n_hidden, n_layer, dropout)
         self.cell, self.step = cell, CELL_STEPS[cell]
         self.input_size, self.n_hidden, self.n_layer = input_size, n_hidden, n_layer
         self.dropout, self.batch_first = dropout, batch_first
@@ -174,6 +177,11 @@ class Recurrent(nn.Module):
         )
 
 
+def check_recurrent_sizes(input_size: int, n_hidden: int, n_layer: int, dropout: float) -> None:
+    require_positive("Recurrent", input_size=input_size, n_hidden=n_hidden, n_layer=n_layer)
+    require_probability("Recurrent", dropout=dropout)
+
+
 def make_recurrent(
     cell: Cell,
     impl: Impl,
@@ -192,6 +200,7 @@ def make_recurrent(
         raise ValueError(f"unknown impl {impl!r}; choose one of {', '.join(IMPLS)}")
     if cell not in CELLS:
         raise ValueError(f"unknown cell {cell!r}; choose one of {', '.join(CELLS)}")
+    check_recurrent_sizes(input_size, n_hidden, n_layer, dropout)
     if impl == "scratch":
         return Recurrent(cell, input_size, n_hidden, n_layer, dropout, batch_first)
     # torch warns about dropout with a single layer (there is nothing between layers to drop).

@@ -18,6 +18,7 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
+from core.checks import require_positive, require_probability
 from lit_models.modules.attention import KVCache, MultiHeadAttention
 from lit_models.modules.norm import Norm, make_norm
 
@@ -48,6 +49,8 @@ class FeedForward(nn.Module):
             raise ValueError(
                 f"activation={activation!r} is not known; choose one of {', '.join(ACTIVATIONS)}"
             )
+        require_positive("FeedForward", n_embd=n_embd, n_ff=n_ff)
+        require_probability("FeedForward", dropout=dropout)
         self.fc = nn.Linear(n_embd, n_ff, bias=bias)
         self.act = ACTIVATIONS[activation]()
         self.proj = nn.Linear(n_ff, n_embd, bias=bias)
