@@ -224,7 +224,10 @@ def test_modern_choices_size_their_tensors():
 @pytest.mark.parametrize(
     ("options", "message"),
     [
-        ({"n_head": 4, "n_kv_head": 3}, "model.n_kv_head=3 must divide model.n_head=4"),
+        (
+            {"n_head": 4, "n_kv_head": 3},
+            "model.n_kv_head must be a positive divisor of model.n_head=4, got 3",
+        ),
         ({"n_head": 2, "n_embd": 6, "positional": "rope"}, "head size n_embd / n_head = 3"),
         ({"vocab_size": None}, "model.vocab_size and model.block_size are not set"),
     ],

@@ -215,7 +215,10 @@ def test_grouped_query_attention_is_full_attention_with_shared_key_value_heads()
         gqa(x, is_causal=True, rotary=rope), full(x, is_causal=True, rotary=rope)
     )
     assert gqa.new_cache(2, 10, x).k.shape == (2, 2, 10, head)
-    with pytest.raises(ValueError, match="n_head=4 must be divisible by n_kv_head=3"):
+    with pytest.raises(
+        ValueError,
+        match="n_kv_head must be a positive divisor of MultiHeadAttention.n_head=4, got 3",
+    ):
         MultiHeadAttention(D_MODEL, N_HEADS, n_kv_head=3)
 
 
