@@ -3,9 +3,9 @@ turns only.
 
 A conversation is rendered once with `apply_chat_template` and tokenized as a whole (the
 template writes its own special tokens, so none are added). Which characters are the
-assistant's is found by rendering incrementally: the conversation up to assistant turn i,
-with the generation prompt, is a prefix of the whole text and ends where that turn's content
-starts; the content follows (as the template writes it, stripped of surrounding spaces). A
+assistant's is found by rendering incrementally: the conversation up to assistant turn i is
+a prefix of the whole text, and the turn's content is what differs from the same rendering
+with that content emptied (so a template that strips or decorates it is read right). A
 token counts when it covers content of an assistant turn, and so does the first special
 token after each such turn's content (`<|im_end|>`, `<|eot_id|>`, `</s>`): the end of the
 turn, which the model must learn to say to stop. Every other token (system and user turns,
@@ -64,15 +64,21 @@ def assistant_spans(tok, messages: list[Message]) -> tuple[str, list[tuple[int, 
                 "the chat template writes earlier turns differently once a turn follows "
                 "them: the assistant's tokens cannot be told from the rest."
             )
-        content = message["content"].strip()
-        start = text.find(content, len(prompt), len(turn))
-        if start < 0:
-            raise DataError(
-                f"the chat template does not write the assistant's turn {content[:40]!r} as "
-                "given: its tokens cannot be told from the rest."
-            )
-        spans.append((start, start + len(content), len(turn)))
+        # The content is what changes when it is emptied: the rest is the template's.
+        blank = render(tok, [*messages[:i], {**message, "content": ""}])
+        start = common_prefix(turn, blank)
+        end = len(turn) - common_prefix(turn[start:][::-1], blank[start:][::-1])
+        spans.append((start, end, len(turn)))
     return text, spans
+
+
+def common_prefix(a: str, b: str) -> int:
+    n = 0
+    for x, y in zip(a, b, strict=False):
+        if x != y:
+            break
+        n += 1
+    return n
 
 
 def render_counted(tok, messages: list[Message]) -> Rendered:
