@@ -414,8 +414,10 @@ QUICK = [
 
 
 def test_fine_tune_a_llama_in_its_chat_template_then_chat(tmp_path, tok_dir):
+    """fit from a LLaMA whose embedding has rows past the tokenizer's length (as Qwen2's),
+    then `chat` from its checkpoint: the data's vocabulary is the model's at both ends."""
     hf = transformers.AutoTokenizer.from_pretrained(tok_dir)
-    tiny_llama(tok_dir, len(hf))
+    tiny_llama(tok_dir, len(hf) + 12)
     conversations = tmp_path / "conversations"
     conversations.mkdir()
     (conversations / "c.jsonl").write_text(
@@ -440,7 +442,7 @@ def test_fine_tune_a_llama_in_its_chat_template_then_chat(tmp_path, tok_dir):
     from lit_models.modules.decoding import generate_text
 
     tuned = GPT.load_from_checkpoint(ckpt).eval()
-    assert tuned.hparams.vocab_size == len(hf) and tuned.hparams.n_kv_head == 2
+    assert tuned.hparams.vocab_size == len(hf) + 12 and tuned.hparams.n_kv_head == 2
     chat = ChatDataModule(tokenizer="pretrained", pretrained_tokenizer=str(tok_dir))
     prompt = "<|im_start|>user\nHello<|im_end|>\n<|im_start|>assistant\n"
     (reply,) = generate_text(tuned, [prompt], chat, max_new_tokens=6, strategy="greedy")
