@@ -13,19 +13,24 @@ pretraining on the same corpus, without the template.
 
 The tokenizer is `ByteTokenizer` (UTF-8 bytes + the three markers): it needs no training,
 reads English and Chinese alike, and gives the same ids in every run, so a GPT pretrained
-with one config can be adapted with another.
+with one config can be adapted with another. With `tokenizer: pretrained` it is instead a
+Hugging Face model's own (`pretrained_tokenizer`: its folder), and `format: chat` writes each
+conversation in that tokenizer's chat template, the loss on every assistant turn
+(datamodules/chat_template.py); `plain` is then its text as the tokenizer reads a document.
 
 Files: `data_dir` (with `files`, names or globs inside it; default `*.yml *.yaml *.jsonl`),
-else the package's `data/<language>/*.yml`. YAML files hold `conversations:`, a list of
-lists of turns (chatterbot's layout); a JSONL line is one conversation (a list of turns) or
-an object with `conversations` like the YAML. The split is by conversation, seeded; there
-is no test split, so `test` evaluates the validation conversations again.
+else `dataset` (a Hugging Face dataset with a `messages` column, read from the hub: online
+only), else the package's `data/<language>/*.yml`. YAML files hold `conversations:`, a list
+of lists of turns (chatterbot's layout); a JSONL line is one conversation: a list of turns,
+an object with `conversations` like the YAML, or an object with `messages`, a list of
+`{"role": "system" | "user" | "assistant", "content": ...}` (the common chat format). Turns
+without roles alternate user, assistant. The split is by conversation, seeded; there is no
+test split, so `test` evaluates the validation conversations again.
 """
 
 from __future__ import annotations
 
 import functools
-import json
 import logging
 import random
 from dataclasses import dataclass
@@ -34,7 +39,6 @@ from typing import Literal
 
 import lightning as L
 import torch
-import yaml
 
 from core.checks import (
     require_fraction,
@@ -44,8 +48,26 @@ from core.checks import (
 )
 from core.constants import IGNORE_INDEX, Split
 from core.errors import DataError, UserError
+from datamodules.chat_template import (
+    Message,
+    end_of_turn_id,
+    generation_prompt,
+    render_counted,
+)
+from datamodules.conversations import (
+    Conversation,
+    as_messages,
+    prompt_response_pairs,
+    read_conversations,
+    read_hub_dataset,
+    turn_texts,
+)
 from datamodules.loaders import SplitLoaders
-from datamodules.text_files import read_text
+from datamodules.pretrained_tokenizer import (
+    PretrainedTokenizer,
+    check_pretrained_setting,
+    load_pretrained_tokenizer,
+)
 from datamodules.tokenizers import END_OF_TEXT, ByteTokenizer
 
 log = logging.getLogger(__name__)
@@ -53,6 +75,8 @@ USER, ASSISTANT = "<|user|>", "<|assistant|>"
 CHAT_SPECIALS = (END_OF_TEXT, USER, ASSISTANT)
 # chat: the template, loss on the responses only; plain: every token of the text counts
 ChatFormat = Literal["chat", "plain"]
+# byte: UTF-8 bytes and the suite's markers; pretrained: a Hugging Face model's tokenizer
+ChatTokenizer = Literal["byte", "pretrained"]
 DEFAULT_PATTERNS = ("*.yml", "*.yaml", "*.jsonl")
 
 
@@ -85,13 +109,36 @@ def chat_example(tok: ByteTokenizer, prompt: str, response: str, block_size: int
     return Example(ids[:-1], targets)
 
 
-def plain_examples(tok: ByteTokenizer, turns: list[str], block_size: int) -> list[Example]:
-    """A conversation as text, one turn a line, cut into blocks that predict every token once."""
-    ids = tok.encode("\n".join(turns) + END_OF_TEXT)
+def plain_examples(
+    tok: ByteTokenizer | PretrainedTokenizer, turns: list[str], block_size: int
+) -> list[Example]:
+    """A conversation as text, one turn a line, cut into blocks that predict every token once;
+    it ends with the end of a text (<|endoftext|>, a pretrained tokenizer's eos)."""
+    text = "\n".join(turns)
+    if isinstance(tok, ByteTokenizer):
+        ids = tok.encode(text + END_OF_TEXT)
+    else:
+        ids = tok.encode_prompt(text) if text else list(tok.prefix_ids)
+        if tok.eos_id is not None and ids[-1:] != [tok.eos_id]:
+            ids.append(tok.eos_id)
     return [
         Example(ids[s : s + block_size], ids[s + 1 : s + block_size + 1])
         for s in range(0, len(ids) - 1, block_size)
     ]
+
+
+def template_example(
+    tok: PretrainedTokenizer, messages: list[Message], block_size: int
+) -> Example | None:
+    """A conversation in the tokenizer's chat template, targets on the assistant's turns
+    (their content and the token that ends each). Longer than block_size + 1 tokens: the
+    start is kept; None when no counted token is left."""
+    rendered = render_counted(tok, messages)
+    ids = rendered.ids[: block_size + 1]
+    targets = [t if rendered.counted[j + 1] else IGNORE_INDEX for j, t in enumerate(ids[1:])]
+    if all(t == IGNORE_INDEX for t in targets):
+        return None
+    return Example(ids[:-1], targets)
 
 
 def collate(examples: list[Example], pad_id: int) -> dict[str, torch.Tensor]:
@@ -113,7 +160,10 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         language: str = "english",
         data_dir: str | None = None,
         files: list[str] | None = None,
+        dataset: str | None = None,
         format: ChatFormat = "chat",
+        tokenizer: ChatTokenizer = "byte",
+        pretrained_tokenizer: str | None = None,
         block_size: int = 128,
         batch_size: int = 32,
         eval_batch_size: int | None = None,
@@ -127,8 +177,15 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
                 ignored when `data_dir` is set.
             data_dir: a folder of local YAML / JSONL conversation files instead of the package.
             files: names or glob patterns inside `data_dir` (default: every .yml .yaml .jsonl).
+            dataset: a Hugging Face dataset id with a `messages` column (its train split),
+                instead of files; read from the hub, so online only.
             format: `chat` (template, loss on responses only) or `plain` (pretraining text).
-            block_size: the longest sequence in tokens (bytes); linked to the model.
+            tokenizer: `byte` (UTF-8 bytes and the suite's template) or `pretrained`: the
+                tokenizer of `pretrained_tokenizer`, with its own chat template.
+            pretrained_tokenizer: with `tokenizer: pretrained`, the model's folder (usually
+                the same as model.init_args.init_from) or a hub id in the local cache.
+            block_size: the longest sequence in tokens (bytes with `byte`); linked to the
+                model.
             val_fraction: share of the conversations held out for validation (and test).
             split_seed: seeds the conversation shuffle that makes the split.
         """
@@ -137,16 +194,33 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         require_positive("data", block_size=block_size, batch_size=batch_size)
         require_positive_or_none("data", eval_batch_size=eval_batch_size)
         require_non_negative("data", num_workers=num_workers)
+        check_pretrained_setting(tokenizer, pretrained_tokenizer)
+        if dataset and data_dir:
+            raise UserError("data.dataset and data.data_dir both name conversations: give one.")
         self.save_hyperparameters()
         self.language, self.format = language, format
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
+        self.dataset = dataset
         self.file_patterns = list(files or DEFAULT_PATTERNS)
         self.block_size, self.batch_size = block_size, batch_size
         self.eval_batch_size = eval_batch_size or batch_size
         self.val_fraction, self.split_seed = val_fraction, split_seed
         self.num_workers = num_workers
-        self.tokenizer = ByteTokenizer(CHAT_SPECIALS)
-        self._conversations: dict[Split, list[list[str]]] | None = None
+        self._conversations: dict[Split, list[Conversation]] | None = None
+        if tokenizer == "byte":
+            self.tokenizer: ByteTokenizer | PretrainedTokenizer = ByteTokenizer(CHAT_SPECIALS)
+            self.uses_template, self._eos_id = False, self.tokenizer.token_to_id(END_OF_TEXT)
+            return
+        self.tokenizer = load_pretrained_tokenizer(pretrained_tokenizer)
+        self.uses_template = self.tokenizer.chat_template is not None
+        if format == "chat" and not self.uses_template:
+            raise UserError(
+                f"data.pretrained_tokenizer {pretrained_tokenizer} has no chat template (a base "
+                "model's tokenizer): use data.format=plain, or the tokenizer of a chat model."
+            )
+        # A reply ends where the template ends an assistant turn (<|im_end|>, <|eot_id|>).
+        turn_end = end_of_turn_id(self.tokenizer) if format == "chat" else None
+        self._eos_id = turn_end if turn_end is not None else self.tokenizer.eos_id
 
     # --- what the model and the decoding module read ----------------------------------------
     @property
@@ -158,17 +232,31 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         return self.tokenizer.name
 
     @property
-    def eos_id(self) -> int:
-        return self.tokenizer.token_to_id(END_OF_TEXT)
+    def eos_id(self) -> int | None:
+        """Where a text (byte, plain) or an assistant's reply (a chat template) ends."""
+        return self._eos_id
 
     def encode(self, text: str) -> list[int]:
+        """Ids of a prompt. A chat template's text holds its own special tokens; other text
+        gets those the pretrained tokenizer puts before a text (<s>)."""
+        if isinstance(self.tokenizer, PretrainedTokenizer) and not self.uses_template:
+            return self.tokenizer.encode_prompt(text)
         return self.tokenizer.encode(text)
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
 
     def format_prompt(self, user_text: str) -> str:
+        """What the model reads before answering `user_text`: the tokenizer's chat template
+        with its generation prompt, or the suite's byte template."""
+        if self.uses_template:
+            return generation_prompt(self.tokenizer, user_text)
         return chat_prompt(user_text)
+
+    @property
+    def stop_strings(self) -> list[str]:
+        """Text that ends a reply besides eos_id: the byte template's next user turn."""
+        return [] if self.uses_template else [USER]
 
     def state_dict(self) -> dict:
         # Saved in every checkpoint of a run on this data: which token ids the model learned.
@@ -207,12 +295,18 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
             )
         return sorted(folder.glob("*.yml"))
 
-    def conversations(self) -> dict[Split, list[list[str]]]:
+    def read_all(self) -> list[Conversation]:
+        if self.dataset:
+            return read_hub_dataset(self.dataset)
+        strict = self.data_dir is not None  # the user's own files: every error is theirs
+        return [c for f in self.source_files() for c in read_conversations(f, strict)]
+
+    def conversations(self) -> dict[Split, list[Conversation]]:
         """Conversations of each split (val = test), split by conversation with the seed."""
         if self._conversations is None:
-            strict = self.data_dir is not None  # the user's own files: every error is theirs
-            everything = [c for f in self.source_files() for c in read_conversations(f, strict)]
-            everything = [c for c in everything if len(c) >= 2 or self.format == "plain"]
+            everything = [
+                c for c in self.read_all() if self.format == "plain" or prompt_response_pairs(c)
+            ]
             if len(everything) < 2:
                 raise DataError(
                     f"chat: {len(everything)} usable conversation(s) in {self._where()}; "
@@ -234,19 +328,25 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         return self._conversations
 
     def _where(self) -> str:
+        if self.dataset:
+            return f"the dataset {self.dataset}"
         return str(self.data_dir) if self.data_dir else f"chatterbot-corpus/{self.language}"
 
     def examples(self, split: Split) -> list[Example]:
-        out: list[Example] = []
-        for turns in self.conversations()[split]:
+        out: list[Example | None] = []
+        for conversation in self.conversations()[split]:
             if self.format == "plain":
-                out += plain_examples(self.tokenizer, turns, self.block_size)
-                continue
-            for prompt, response in zip(turns, turns[1:], strict=False):
-                example = chat_example(self.tokenizer, prompt, response, self.block_size)
-                if example is not None:
-                    out.append(example)
-        return out
+                out += plain_examples(self.tokenizer, turn_texts(conversation), self.block_size)
+            elif self.uses_template:  # one example a conversation: every assistant turn counts
+                out.append(
+                    template_example(self.tokenizer, as_messages(conversation), self.block_size)
+                )
+            else:
+                out += [
+                    chat_example(self.tokenizer, prompt, response, self.block_size)
+                    for prompt, response in prompt_response_pairs(conversation)
+                ]
+        return [e for e in out if e is not None]
 
     # --- Lightning -------------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
@@ -260,75 +360,5 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
             )
 
     def collate_fn(self):
-        return functools.partial(collate, pad_id=self.eos_id)
-
-
-# --- reading conversation files ------------------------------------------------------------
-
-
-def read_conversations(path: Path, strict: bool = True) -> list[list[str]]:
-    """Conversations of a YAML or JSONL file; a malformed one is a DataError naming the file
-    and the line. Not `strict` (the package's own files, which the user cannot fix): an
-    entry that is not a list of turns is skipped with a warning instead (english/trivia.yml
-    has one)."""
-    text = read_text(path)
-    if path.suffix == ".jsonl":
-        return _read_jsonl(path, text)
-    return _read_yaml(path, text, strict)
-
-
-def _read_yaml(path: Path, text: str, strict: bool = True) -> list[list[str]]:
-    # Composed, not loaded, so that every node keeps its line for the error messages.
-    try:
-        root = yaml.compose(text)
-    except yaml.YAMLError as err:
-        mark = getattr(err, "problem_mark", None)
-        where = f"line {mark.line + 1}" if mark is not None else "somewhere"
-        problem = getattr(err, "problem", None) or str(err).splitlines()[0]
-        raise DataError(f"{path}: {where}: not valid YAML ({problem}).") from None
-    if not isinstance(root, yaml.MappingNode):
-        raise DataError(f"{path}: line 1: expected a mapping with a `conversations:` list.")
-    node = next((v for k, v in root.value if k.value == "conversations"), None)
-    if node is None:
-        raise DataError(f"{path}: no `conversations:` key (chatterbot-corpus layout expected).")
-    if not isinstance(node, yaml.SequenceNode):
-        raise DataError(f"{path}: line {node.start_mark.line + 1}: `conversations` must be a list.")
-    conversations = []
-    for conv in node.value:
-        line = conv.start_mark.line + 1
-        if not isinstance(conv, yaml.SequenceNode):
-            message = f"{path}: line {line}: a conversation must be a list of turns."
-            if strict:
-                raise DataError(message)
-            log.warning("%s (skipped)", message)
-            continue
-        turns = []
-        for turn in conv.value:
-            if not isinstance(turn, yaml.ScalarNode):
-                raise DataError(
-                    f"{path}: line {turn.start_mark.line + 1}: a turn must be text, not a list or mapping."
-                )
-            turns.append(turn.value)
-        conversations.append(turns)
-    return conversations
-
-
-def _read_jsonl(path: Path, text: str) -> list[list[str]]:
-    conversations = []
-    for n, line in enumerate(text.splitlines(), start=1):
-        if not line.strip():
-            continue
-        try:
-            record = json.loads(line)
-        except json.JSONDecodeError as err:
-            raise DataError(f"{path}: line {n}: not valid JSON ({err.msg}).") from None
-        items = record.get("conversations") if isinstance(record, dict) else [record]
-        if not isinstance(items, list) or not all(
-            isinstance(c, list) and all(isinstance(t, str) for t in c) for c in items
-        ):
-            raise DataError(
-                f"{path}: line {n}: expected a list of turns (strings) or an object whose "
-                f"`conversations` is a list of such lists."
-            )
-        conversations += items
-    return conversations
+        # Padding is never a target: any id will do where there is no eos.
+        return functools.partial(collate, pad_id=self.eos_id or 0)

@@ -35,19 +35,20 @@ from datamodules.corpus import CorpusFolder
 from datamodules.dedup import Shingle, blank_line_blocks, drop_near_duplicates, excerpt
 from datamodules.loaders import SplitLoaders
 from datamodules.paths import resolve_data_dir
+from datamodules.pretrained_tokenizer import (
+    PretrainedTokenizer,
+    check_pretrained_setting,
+    load_pretrained_tokenizer,
+)
 from datamodules.resumable import ResumableLoader, ResumableStream
 from datamodules.text_files import read_text
-from datamodules.tokenizers import (
-    EncodedSplit,
-    Tokenizer,
-    TokenizerKind,
-    encode_lines,
-    train_tokenizer,
-)
+from datamodules.tokenizers import EncodedSplit, Tokenizer, encode_lines, train_tokenizer
 
 log = logging.getLogger(__name__)
 # random_windows: nanoGPT's random blocks; contiguous: parallel streams in order (RNNs, TBPTT)
 Batching = Literal["random_windows", "contiguous"]
+# The kinds trained on the corpus, or `pretrained`: a Hugging Face model's own tokenizer.
+LanguageModelTokenizer = Literal["word", "bpe", "char", "pretrained"]
 DEDUP_REPORT = "dedup.json"  # in the cache folder, beside the token ids it describes
 DEDUP_FORMAT = 1  # bump when the deduplication rule changes: old caches are then not reused
 DEDUP_EXAMPLES = 3  # dropped documents shown in the log and kept in the report
@@ -188,7 +189,7 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
     def __init__(
         self,
         data_dir: str | None = None,
-        tokenizer: TokenizerKind = "char",
+        tokenizer: LanguageModelTokenizer = "char",
         bpe_vocab_size: int = 8192,
         block_size: int = 256,
         batch_size: int = 64,
@@ -202,9 +203,14 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         dedup_num_perm: int = 128,
         dedup_shingle_size: int = 5,
         dedup_shingle: Shingle = "word",
+        pretrained_tokenizer: str | None = None,
     ):
         """
         Args:
+            tokenizer: `char`, `word` or `bpe` (trained on the corpus), or `pretrained`: the
+                tokenizer of a Hugging Face model, named by `pretrained_tokenizer`.
+            pretrained_tokenizer: with `tokenizer: pretrained`, the model's folder (usually
+                the same as model.init_args.init_from) or a hub id in the local cache.
             cache_dir: where tokenizers and token ids are cached, under <cache_dir>/<corpus>/
                 (default $XDG_CACHE_HOME/seqmodels, else ~/.cache/seqmodels).
             dedup: drop near-duplicate documents before the split (off by default).
@@ -229,9 +235,11 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
                 f"data.dedup_num_perm must be at least 2 and data.dedup_shingle_size at least 1, "
                 f"got {dedup_num_perm} and {dedup_shingle_size}."
             )
+        check_pretrained_setting(tokenizer, pretrained_tokenizer)
         self.save_hyperparameters()
         self.data_dir = resolve_data_dir(data_dir, self.corpus)
         self.tokenizer_kind = tokenizer
+        self.pretrained_tokenizer = pretrained_tokenizer
         self.bpe_vocab_size = bpe_vocab_size
         self.block_size = block_size  # with contiguous batching: the BPTT length
         self.batch_size = batch_size
@@ -240,7 +248,7 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         self.num_workers = num_workers
         self.download = download
         self.cache_dir = cache_root(cache_dir)
-        self._tokenizer: Tokenizer | None = None
+        self._tokenizer: Tokenizer | PretrainedTokenizer | None = None
         self._lines: dict[str, list[str]] = {}
         self.splits: dict[str, EncodedSplit] = {}
         self.dedup = dedup
@@ -371,6 +379,8 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
     def _settings(self) -> str:
         """What shapes the tokenizer and the token ids, besides the files (the cache key)."""
         vocab = self.bpe_vocab_size if self.tokenizer_kind == "bpe" else ""
+        if self.tokenizer_kind == "pretrained":  # its files, not where they are
+            vocab = f"/{self.tokenizer.identity}"
         dedup = (
             f":dedup{self.dedup_threshold}/{self.dedup_num_perm}/{self.dedup_shingle}{self.dedup_shingle_size}"
             f"/{'+'.join(self.dedup_order)}/v{DEDUP_FORMAT}"
@@ -383,8 +393,11 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         )
 
     @property
-    def tokenizer(self) -> Tokenizer:
-        """Trained on `vocab_splits` (the train split by default) once, then loaded."""
+    def tokenizer(self) -> Tokenizer | PretrainedTokenizer:
+        """Trained on `vocab_splits` (the train split by default) once, then loaded; or
+        the pretrained one, read from its folder."""
+        if self._tokenizer is None and self.tokenizer_kind == "pretrained":
+            self._tokenizer = load_pretrained_tokenizer(self.pretrained_tokenizer)
         if self._tokenizer is None:
             self._tokenizer = self.cache.get(
                 "tokenizer.json",
@@ -406,8 +419,11 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
 
     @property
     def tokenizer_path(self) -> Path:
-        """The cached tokenizer: its JSON behind a checksum header (`core.checked_files`)."""
-        self.tokenizer  # noqa: B018 - makes sure the file exists
+        """The cached tokenizer: its JSON behind a checksum header (`core.checked_files`);
+        a pretrained tokenizer's folder."""
+        tokenizer = self.tokenizer  # makes sure the file exists
+        if isinstance(tokenizer, PretrainedTokenizer):
+            return tokenizer.folder
         return self.cache.path("tokenizer.json")
 
     @property
@@ -419,11 +435,18 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         if split not in self.splits:
             self.splits[split] = self.cache.get(
                 f"{split}.npz",
-                build=lambda: encode_lines(self.tokenizer, self.lines()[split]),
+                build=lambda: self._encode(self.lines()[split]),
                 dump=EncodedSplit.to_bytes,
                 load=EncodedSplit.from_bytes,
             )
         return self.splits[split]
+
+    def _encode(self, lines: list[str]) -> EncodedSplit:
+        if isinstance(self.tokenizer, PretrainedTokenizer):
+            # One document, as the model's tokenizer reads a text: merges across lines and
+            # its <s> (if it adds one) as in its training, not once a line.
+            return self.tokenizer.encode_document("".join(lines))
+        return encode_lines(self.tokenizer, lines)
 
     def prepare_data(self) -> None:
         # Runs on one process first: fetch, train the tokenizer and fill the cache once.
@@ -472,6 +495,6 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
 
     @property
     def eos_id(self) -> int | None:
-        """The token that ends a text (BPE's <|endoftext|>); None where no token does (a
-        word-level <eos> ends a line, not the text)."""
+        """The token that ends a text (BPE's <|endoftext|>, a pretrained tokenizer's eos);
+        None where no token does (a word-level <eos> ends a line, not the text)."""
         return self.tokenizer.end_of_text_id

@@ -15,9 +15,12 @@ from pathlib import Path
 from core.checks import require_fraction
 from core.files import atomic_write_bytes
 from datamodules.dedup import Shingle
-from datamodules.language_modeling import Batching, LanguageModelingDataModule
+from datamodules.language_modeling import (
+    Batching,
+    LanguageModelingDataModule,
+    LanguageModelTokenizer,
+)
 from datamodules.text_files import read_text
-from datamodules.tokenizers import TokenizerKind
 
 SOURCE_URL = (
     "https://raw.githubusercontent.com/karpathy/char-rnn/master/data/tinyshakespeare/input.txt"
@@ -34,7 +37,8 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
     def __init__(
         self,
         data_dir: str | None = None,
-        tokenizer: TokenizerKind = "char",
+        tokenizer: LanguageModelTokenizer = "char",
+        pretrained_tokenizer: str | None = None,
         bpe_vocab_size: int = 4096,
         block_size: int = 256,
         batch_size: int = 64,
@@ -68,6 +72,7 @@ class TinyShakespeareDataModule(LanguageModelingDataModule):
             dedup_num_perm=dedup_num_perm,
             dedup_shingle_size=dedup_shingle_size,
             dedup_shingle=dedup_shingle,
+            pretrained_tokenizer=pretrained_tokenizer,
         )
 
     def local_files(self) -> dict[str, Path] | None:

@@ -16,8 +16,11 @@ from typing import Literal
 from core.constants import SPLITS
 from core.files import atomic_write_bytes
 from datamodules.dedup import Shingle
-from datamodules.language_modeling import Batching, LanguageModelingDataModule
-from datamodules.tokenizers import TokenizerKind
+from datamodules.language_modeling import (
+    Batching,
+    LanguageModelingDataModule,
+    LanguageModelTokenizer,
+)
 
 HUB_DATASET = "Salesforce/wikitext"
 HUB_SPLITS = {"train": "train", "val": "validation", "test": "test"}
@@ -37,7 +40,8 @@ class WikiText2DataModule(LanguageModelingDataModule):
         self,
         data_dir: str | None = None,
         raw: bool = False,
-        tokenizer: TokenizerKind = "word",
+        tokenizer: LanguageModelTokenizer = "word",
+        pretrained_tokenizer: str | None = None,
         bpe_vocab_size: int = 8192,
         block_size: int = 128,
         batch_size: int = 32,
@@ -80,6 +84,7 @@ class WikiText2DataModule(LanguageModelingDataModule):
             dedup_num_perm=dedup_num_perm,
             dedup_shingle_size=dedup_shingle_size,
             dedup_shingle=dedup_shingle,
+            pretrained_tokenizer=pretrained_tokenizer,
         )
 
     def documents(self, lines: list[str]) -> list[list[str]]:

@@ -380,7 +380,8 @@ def fit_to_data(pretrained: Pretrained, vocab_size: int | None, block_size: int 
         raise UserError(
             f"{where} has a vocabulary of {settings['vocab_size']} tokens, the data "
             f"{vocab_size}: the token ids would mean other tokens. Use data tokenized with the "
-            "model's own tokenizer."
+            "model's own tokenizer (data.tokenizer: pretrained, data.pretrained_tokenizer: the "
+            "model's folder)."
         )
     if block_size is not None:
         if block_size > settings["block_size"]:

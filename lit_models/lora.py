@@ -258,11 +258,15 @@ def read_base_checkpoint(path: str | None) -> dict:
     # other models receive through the CLI's links): keep GPT's own.
     accepted = inspect.signature(GPT.__init__).parameters
     hparams = {k: v for k, v in hparams.items() if k in accepted}
+    # The datamodule's state (under its class name), not its arguments: the chat data's
+    # `tokenizer` argument (byte, pretrained) names a kind, not the token ids.
     tokenizer = next(
         (
             v["tokenizer"]
-            for v in ckpt.values()
-            if isinstance(v, dict) and isinstance(v.get("tokenizer"), str)
+            for k, v in ckpt.items()
+            if isinstance(v, dict)
+            and isinstance(v.get("tokenizer"), str)
+            and not k.endswith("hyper_parameters")
         ),
         None,
     )

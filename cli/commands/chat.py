@@ -1,5 +1,5 @@
-"""`chat`: answer prompts (or an interactive loop) in the chat template, with the shared
-decoding module.
+"""`chat`: answer prompts (or an interactive loop) in the data's chat template (a pretrained
+tokenizer's own, or the suite's byte template), with the shared decoding module.
 
     python main.py chat --config configs/gpt_lora_chat.yaml --ckpt_path ADAPTER.ckpt --prompt "Hello"
 """
@@ -29,9 +29,11 @@ def chat(
     repetition_penalty: float = 1.0,
     seed: int | None = 1337,
 ) -> list[str]:
-    """Answer prompts with a chat model: each prompt is wrapped in the chat template and
-    the answer runs to <|endoftext|>. Without --prompt, an interactive loop (one turn at
-    a time; an empty line, `exit` or end of input quits).
+    """Answer prompts with a chat model: each prompt is wrapped in the data's chat template
+    (with `tokenizer: pretrained`, the tokenizer's own) and the answer runs to the end of the
+    assistant's turn (<|endoftext|>, or the template's own, such as <|im_end|>). Without
+    --prompt, an interactive loop (one turn at a time; an empty line, `exit` or end of input
+    quits).
 
     Args:
         ckpt_path: the checkpoint to answer with (a LoRA adapter or a GPT).
@@ -62,7 +64,7 @@ def chat(
                 datamodule,
                 max_new_tokens,
                 strategy,
-                stop=["<|user|>"],
+                stop=datamodule.stop_strings,
                 **options,
             )
         except ValueError as err:
