@@ -22,6 +22,7 @@ from typing_extensions import override
 
 from callbacks.non_finite import CAUSES, NonFiniteError
 from cli.checkpoints import non_finite_weights, read_checkpoint
+from core.errors import UserError
 from core.files import atomic_path, remove_stale_temporaries
 
 
@@ -52,7 +53,13 @@ class SafeCheckpointIO(TorchCheckpointIO):
     ) -> dict[str, Any]:
         if not is_local(path):
             return super().load_checkpoint(path, map_location, weights_only=True)
-        return read_checkpoint(path)
+        checkpoint = read_checkpoint(path)
+        if "pytorch-lightning_version" not in checkpoint:  # weights alone: no step, no optimizer
+            raise UserError(
+                f"--ckpt_path {path}: not a checkpoint of `fit` (it holds weights only); use a "
+                "checkpoint a run wrote, or load these weights in Python."
+            )
+        return checkpoint
 
 
 def is_local(path: _PATH) -> bool:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
+import torch
 
 from tests.conftest import assert_one_clear_error, config, need_corpus, run_cli
 
@@ -405,7 +406,92 @@ CHAT_CASES = [
     ),
 ]
 
-# More groups (checkpoints, caches) join the matrix here.
+
+def checkpoint(name: str, content: object) -> Files:
+    """`content` saved with torch.save as `name`."""
+
+    def files(bad: Path, corpora: Path) -> None:
+        torch.save(content, bad / name)
+
+    return files
+
+
+def evaluate_checkpoint(config_file: str, name: str = "last.ckpt") -> tuple[str, ...]:
+    return ("test", "--config", config_file, "--ckpt_path", f"{{bad}}/{name}")
+
+
+COMMAND_LINE_CASES = [
+    Case(
+        "config file not YAML",
+        ("fit", "--config", GPT, "--config", "{bad}/mine.yaml"),
+        ("--config {bad}/mine.yaml", "not valid YAML at line 3"),
+        write("mine.yaml", b"trainer:\n  max_steps: [1\n"),
+    ),
+    Case(
+        "config file not UTF-8",
+        ("fit", "--config", "{bad}/mine.yaml"),
+        ("--config {bad}/mine.yaml", "not UTF-8"),
+        write("mine.yaml", b"trainer:\n  max_steps: 1 # \xff\n"),
+    ),
+    Case("max_epochs 0", fit(GPT, "--trainer.max_epochs=0"), ("trainer.max_epochs=0",)),
+    Case(
+        "max_skipped_steps negative",
+        fit(GPT, "--non_finite.max_skipped_steps=-1"),
+        ("non_finite.max_skipped_steps",),
+    ),
+]
+
+CHECKPOINT_CASES = [
+    Case(
+        "checkpoint not written by fit",
+        evaluate_checkpoint(GPT),
+        ("{bad}/last.ckpt", "not a checkpoint of `fit`"),
+        checkpoint("last.ckpt", {"state_dict": {"w": torch.ones(2)}}),
+    ),
+    Case("checkpoint missing", evaluate_checkpoint(GPT), ("{bad}/last.ckpt", "no such")),
+    Case(
+        "checkpoint empty",
+        evaluate_checkpoint(GPT),
+        ("{bad}/last.ckpt", "empty (0 bytes)"),
+        write("last.ckpt", b""),
+    ),
+    Case(
+        "checkpoint garbage",
+        evaluate_checkpoint(LSTM),
+        ("{bad}/last.ckpt", "not a readable checkpoint"),
+        write("last.ckpt", b"PK\x03\x04 not a zip"),
+    ),
+    Case(
+        "checkpoint without weights",
+        evaluate_checkpoint(SEQ2SEQ),
+        ("{bad}/last.ckpt", "no state_dict"),
+        checkpoint("last.ckpt", [1, 2, 3]),
+    ),
+    Case(
+        "checkpoint with NaN weights",
+        evaluate_checkpoint(MLP),
+        ("{bad}/last.ckpt", "NaN or inf weights", "w"),
+        checkpoint("last.ckpt", {"state_dict": {"w": torch.tensor([float("nan")])}}),
+    ),
+    Case(
+        "checkpoint of a foreign class",
+        evaluate_checkpoint(WIDE_DEEP),
+        ("os.system", "not one of the suite's models"),
+        checkpoint(
+            "last.ckpt", {"state_dict": {}, "hyper_parameters": {"_class_path": "os.system"}}
+        ),
+    ),
+    Case(
+        "checkpoint of another model",
+        evaluate_checkpoint(GPT),
+        ("lit_models.RNNLanguageModel", "lit_models.GPT"),
+        checkpoint(
+            "last.ckpt",
+            {"state_dict": {}, "hyper_parameters": {"_class_path": "lit_models.RNNLanguageModel"}},
+        ),
+    ),
+]
+
 CASES = [
     *GPT_CASES,
     *TEXT_CORPUS_CASES,
@@ -416,6 +502,8 @@ CASES = [
     *WIDE_DEEP_CASES,
     *WORD2VEC_CASES,
     *CHAT_CASES,
+    *COMMAND_LINE_CASES,
+    *CHECKPOINT_CASES,
 ]
 
 
