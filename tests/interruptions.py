@@ -1,5 +1,7 @@
-"""Callbacks that interrupt a run the hard way, for the tests that a CLI subprocess loads by
-class path (`--trainer.callbacks+=tests.interruptions.KillDuringSave`)."""
+"""Callbacks that kill their own process with SIGKILL: a run that dies with no chance to save
+anything (out of memory, a pre-empted machine, kill -9). In a module of its own, free of
+conftest's imports, so that a CLI subprocess can load them by class path
+(`--trainer.callbacks+=tests.interruptions.KillAtStep`)."""
 
 from __future__ import annotations
 
@@ -36,3 +38,14 @@ class KillDuringSave(L.Callback):
             os.kill(os.getpid(), signal.SIGKILL)
 
         torch.save = save_half_then_die
+
+
+class KillAtStep(L.Callback):
+    """Before training step `step` (a step after the last checkpoint, so its work is lost)."""
+
+    def __init__(self, step: int):
+        self.step = step
+
+    def on_train_batch_start(self, trainer, pl_module, batch, batch_idx) -> None:
+        if trainer.global_step == self.step:
+            os.kill(os.getpid(), signal.SIGKILL)

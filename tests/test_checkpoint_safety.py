@@ -187,7 +187,7 @@ def test_an_empty_checkpoint_says_its_save_was_interrupted(tmp_path):
 
 def test_nan_weights_are_never_written(tmp_path):
     path = tmp_path / "last.ckpt"
-    good = {"state_dict": {"w": torch.ones(3)}, "global_step": 4}
+    good = {"state_dict": {"w": torch.ones(3)}, "global_step": 4, "pytorch-lightning_version": "2"}
     io = SafeCheckpointIO()
     io.save_checkpoint(good, path)
     with pytest.raises(NonFiniteError, match="NaN or inf .*w.* not written"):
