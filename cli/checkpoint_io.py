@@ -67,14 +67,20 @@ def is_local(path: _PATH) -> bool:
 
 
 def clean_once(folder: Path, cleaned: set[Path]) -> None:
-    """Remove the temporaries a killed save left in `folder` (once per folder and run)."""
+    """Remove the temporaries a killed save left in `folder` and, for a run's `checkpoints/`
+    folder, in those of the other runs beside it (a run killed during its first save has no
+    checkpoint anyone resumes from), once per folder and run."""
     folder = folder.resolve()
     if folder in cleaned:
         return
     cleaned.add(folder)
-    removed = remove_stale_temporaries(folder)
+    folders = [folder]
+    if folder.name == "checkpoints":  # <save_dir>/<project>/<run>/checkpoints
+        folders += sorted(p for p in folder.parent.parent.glob("*/checkpoints") if p != folder)
+    removed = [path for f in folders for path in remove_stale_temporaries(f)]
     if removed:
+        where = ", ".join(sorted({str(p.parent) for p in removed}))
         print(
-            f"removed {len(removed)} temporary file(s) of an interrupted save in {folder}",
+            f"removed {len(removed)} temporary file(s) of an interrupted save in {where}",
             file=sys.stderr,
         )
