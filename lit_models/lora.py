@@ -252,8 +252,13 @@ def build_gpt(hparams: dict, state_dict: dict | None) -> GPT:
     under the CLI, the hyperparameters it is instantiating), so a GPT built while LoRAGPT is
     being built would record LoRAGPT's arguments as its own (and then miss e.g. kv_cache)."""
     gpt = GPT(**hparams)
+    defaults = {
+        name: arg.default
+        for name, arg in inspect.signature(GPT.__init__).parameters.items()
+        if arg.default is not inspect.Parameter.empty
+    }
     gpt.hparams.clear()
-    gpt.hparams.update(hparams)
+    gpt.hparams.update({**defaults, **hparams})  # decoding reads e.g. kv_cache
     if state_dict is not None:
         gpt.load_state_dict(state_dict)
     return gpt

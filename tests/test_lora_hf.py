@@ -13,6 +13,7 @@ import torch
 from core.errors import UserError
 from lit_models import GPT
 from lit_models.lora import ADAPTER_MARK, LoRAGPT
+from lit_models.modules.decoding import generate
 from tests.conftest import config, run_cli
 from tests.test_hf_models import hf_model
 
@@ -220,6 +221,11 @@ def test_fit_then_merge_to_hf_through_the_cli(llama, tmp_path):
         assert (expected - hf(x).logits).abs().max() > 1e-3  # training moved it
         check_close(merged_hf(x).logits, expected)
         check_close(merged(x), expected, atol=1e-5)
+    # decoding (KV cache) through the adapters gives the merged model's tokens
+    prompts = [x[0, :10].tolist(), x[1, :4].tolist()]
+    tokens = generate(adapted, prompts, max_new_tokens=12)
+    assert tokens == generate(merged, prompts, max_new_tokens=12)
+    assert all(len(set(row)) > 2 for row in tokens)  # not one token repeated: a real comparison
 
 
 def test_a_changed_hf_base_is_refused(llama, tmp_path):
