@@ -24,10 +24,11 @@ For each:
 
 Every figure is the median over `--repeats` timed repetitions, the variants compared taking
 turns (A B A B ...), so that a machine shared with other jobs slows them alike: read the
-ratios, which are taken in the same run, rather than the absolute figures.
+ratios, which are taken in the same run, rather than the absolute figures. Run it with one
+thread there: on a busy machine a second thread's OpenMP waits cost more than it gains.
 
-    OMP_NUM_THREADS=2 python bench/lora_imported.py
-    OMP_NUM_THREADS=2 python bench/lora_imported.py --quick    # tiny only, 2 repeats
+    OMP_NUM_THREADS=1 python bench/lora_imported.py --repeats 3
+    OMP_NUM_THREADS=1 python bench/lora_imported.py --quick    # tiny only, 2 repeats
 
 Figures go to bench/results/lora_imported.json (--quick: lora_imported-quick.json).
 """
