@@ -271,3 +271,13 @@ def test_a_hub_id_without_a_local_copy_is_a_clear_error():
     assert (
         "model.base nobody/no-such-model: no such folder, and not in the local cache" in proc.stderr
     )
+
+
+def test_an_hf_base_must_speak_the_data_token_ids(llama):
+    _, folder = llama
+    with pytest.raises(UserError, match="model.base .* vocabulary of 259 tokens, the data 65"):
+        lora(folder, ["q"], vocab_size=65)
+    with pytest.raises(
+        UserError, match="context of 128 positions, shorter than data.block_size=256"
+    ):
+        lora(folder, ["q"], vocab_size=VOCAB, block_size=256)
