@@ -20,6 +20,7 @@ choices exactly (`hf_config`). transformers is imported only here, and only when
 
 from __future__ import annotations
 
+import hashlib
 import json
 import os
 import re
@@ -133,12 +134,13 @@ class Pretrained:
     family: Family
     settings: dict[str, Any]  # the GPT's arguments its config.json sets
     tensors: dict[str, torch.Tensor]  # by HF name, checked against the config
+    where: str = "model.init_from"  # the config key that named it, for messages
 
 
-def read_pretrained(init_from: str) -> Pretrained:
+def read_pretrained(init_from: str, key: str = "model.init_from") -> Pretrained:
     """The model at `init_from` (a folder or a cached hub id), checked; UserError otherwise."""
-    folder = resolve_folder(init_from)
-    where = f"model.init_from {init_from}"
+    folder = resolve_folder(init_from, key)
+    where = f"{key} {init_from}"
     config = read_config(folder, where)
     family = family_of(config, where)
     settings = gpt_settings(family, config, where)
@@ -146,10 +148,29 @@ def read_pretrained(init_from: str) -> Pretrained:
     model = meta_model(config)
     tensors = with_prefix(tensors, model.base_model_prefix)
     check_tensors(tensors, model, family, settings, where)
-    return Pretrained(str(folder), family, settings, tensors)
+    return Pretrained(str(folder), family, settings, tensors, key)
 
 
-def resolve_folder(init_from: str) -> Path:
+def weights_sha256(pretrained: Pretrained) -> str:
+    """SHA-256 of the model's architecture (the GPT settings its config.json gives) and of its
+    tensors by name: a re-saved or re-sharded copy of the same weights hashes the same, any
+    changed weight or setting does not."""
+    h = hashlib.sha256(json.dumps(pretrained.settings, sort_keys=True).encode())
+    for name in sorted(pretrained.tensors):
+        tensor = pretrained.tensors[name].detach().cpu().contiguous()
+        h.update(f"{name} {tensor.dtype} {list(tensor.shape)}".encode())
+        h.update(tensor.reshape(-1).view(torch.uint8).numpy())  # its buffer, not a copy
+    return h.hexdigest()
+
+
+def hub_revision(folder: str | Path) -> str | None:
+    """The commit of a hub id's local copy (the hub cache keeps it as snapshots/<commit>/);
+    None for a folder of one's own."""
+    path = Path(folder)
+    return path.name if path.parent.name == "snapshots" else None
+
+
+def resolve_folder(init_from: str, key: str = "model.init_from") -> Path:
     """A local folder, or the local copy of a hub id (downloaded first when online)."""
     path = Path(init_from).expanduser()
     if path.is_dir():
@@ -163,11 +184,11 @@ def resolve_folder(init_from: str) -> Path:
     except (HFValidationError, LocalEntryNotFoundError, OSError) as err:
         why = "not a hub id" if isinstance(err, HFValidationError) else "not in the local cache"
         raise UserError(
-            f"model.init_from {init_from}: no such folder, and {why} ({constants.HF_HUB_CACHE}); "
+            f"{key} {init_from}: no such folder, and {why} ({constants.HF_HUB_CACHE}); "
             "this machine does not download it. Put the model's files (config.json, "
             "model.safetensors and the tokenizer's) in a folder, e.g. on a machine with "
             f"network `hf download {init_from} --local-dir DIR` and copy DIR here, then give "
-            "model.init_from: DIR."
+            f"{key}: DIR."
         ) from None
 
 
@@ -375,7 +396,7 @@ def fit_to_data(pretrained: Pretrained, vocab_size: int | None, block_size: int 
     """The GPT's settings for this data: its vocabulary must be the model's; its block_size
     (if shorter) bounds the context and the KV cache."""
     settings = dict(pretrained.settings)
-    where = f"model.init_from {pretrained.folder}"
+    where = f"{pretrained.where} {pretrained.folder}"
     if vocab_size is not None and vocab_size != settings["vocab_size"]:
         raise UserError(
             f"{where} has a vocabulary of {settings['vocab_size']} tokens, the data "
@@ -413,7 +434,7 @@ def load_into(gpt: torch.nn.Module, pretrained: Pretrained) -> None:
         gpt.load_state_dict(state, strict=True)
     except RuntimeError as err:
         raise UserError(
-            f"model.init_from {pretrained.folder}: does not fit the GPT ({err})."
+            f"{pretrained.where} {pretrained.folder}: does not fit the GPT ({err})."
         ) from None
 
 

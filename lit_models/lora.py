@@ -8,16 +8,19 @@ update, scaled by alpha / r:
 B starts at zero, so the adapted model starts as the base model exactly. Only A and B train:
 a few percent of the parameters, and the optimizer holds state for those only.
 
-The targets are the GPT's projections by name: `in_proj` (the stacked W_Q, W_K, W_V) and
-`out_proj` (W^O) of the attention, `fc` and `proj` of the feed-forward network.
+The base is a suite GPT checkpoint (a .ckpt of `fit`) or a Hugging Face model (a folder or a
+hub id, GPT-2 or LLaMA/Qwen2 family, read as `GPT(init_from=...)` reads it). The targets are
+the GPT's projections by name (in_proj, out_proj, fc, proj) or by role (q, k, v, o, gate, up,
+down; lit_models/lora_targets.py says how roles among stacked rows are adapted).
 
 QLoRA (Dettmers et al. 2023): with `quantize: 4bit` the frozen base's linear layers are
-stored in 4-bit NormalFloat through bitsandbytes (CUDA only) while A and B stay in full
-precision.
+stored in 4-bit NormalFloat with double quantization through bitsandbytes (CUDA only), and
+computed in bf16, while A and B stay in full precision.
 
-Checkpoints of a LoRA run hold the adapter (A and B) and a reference to the base checkpoint
-(its path, size and SHA-256); loading one rebuilds the base from that file and refuses a base
-that has changed since. `merged_gpt()` folds B A into W and returns a plain GPT.
+Checkpoints of a LoRA run hold the adapter (A and B) and a reference to the base (as given,
+its path, the hub revision when known, and a SHA-256: of the .ckpt file, or of a Hugging
+Face model's settings and tensors); loading one rebuilds the base and refuses a base that
+has changed since. `merged_gpt()` folds B A into W and returns a plain GPT.
 """
 
 from __future__ import annotations
@@ -25,6 +28,7 @@ from __future__ import annotations
 import copy
 import hashlib
 import inspect
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
 
@@ -33,11 +37,12 @@ from torch import nn
 
 from core.checks import require_positive, require_positive_number, require_probability
 from core.errors import UserError
+from lit_models import hf_convert
 from lit_models.gpt import GPT, DecodingWindow
 from lit_models.language_model import LanguageModel
+from lit_models.lora_targets import Target, check_targets, peft_targets, restack, split_stacked
 from lit_models.optim import adamw_warmup_cosine, check_warmup_cosine
 
-Target = Literal["in_proj", "out_proj", "fc", "proj"]  # the GPT's projections, by name
 Quantize = Literal["none", "4bit"]
 ADAPTER_MARK = "lora_"  # in the name of every adapter tensor (peft's lora_A, lora_B)
 GPT_CLASS_PATHS = ("lit_models.GPT", "lit_models.gpt.GPT")
@@ -46,7 +51,7 @@ GPT_CLASS_PATHS = ("lit_models.GPT", "lit_models.gpt.GPT")
 class LoRAGPT(LanguageModel):
     def __init__(
         self,
-        base_checkpoint: str | None = None,
+        base: str | None = None,
         rank: int = 8,
         alpha: float = 16.0,
         dropout: float = 0.05,
@@ -64,22 +69,25 @@ class LoRAGPT(LanguageModel):
     ):
         """
         Args:
-            base_checkpoint: a GPT checkpoint written by `python main.py fit` (its .ckpt),
-                e.g. the run folder's checkpoints/last.ckpt of configs/gpt_chat_pretrain.yaml.
+            base: the model to adapt: a GPT checkpoint written by `python main.py fit` (its
+                .ckpt, e.g. the run folder's checkpoints/last.ckpt of
+                configs/gpt_chat_pretrain.yaml), or a Hugging Face model, a folder or a hub
+                id (GPT-2, LLaMA or Qwen2 family, as model.init_from of lit_models.GPT).
             rank, alpha, dropout: LoRA's r, scaling numerator (update scaled by alpha / r)
                 and the dropout on the adapter's input.
-            target_modules: projections to adapt, among in_proj, out_proj (attention), fc and
-                proj (feed-forward); default: in_proj and out_proj.
+            target_modules: what to adapt: projections by name, in_proj, out_proj
+                (attention), fc and proj (feed-forward), or by role, q, k, v, o, gate, up,
+                down (one adapter each); default: in_proj and out_proj.
             quantize: `4bit` keeps the frozen base in 4-bit NF4 (QLoRA; CUDA + bitsandbytes).
             vocab_size, block_size: set by the datamodule (linked by the CLI); checked against
                 the base, which must have been trained on the same token ids (and the data's
-                `tokenizer_name`, when it has one, against the base's record at setup).
-            base_sha256: set automatically (the base file's hash when the run started); a
+                `tokenizer_name`, when it has one, against a .ckpt base's record at setup).
+            base_sha256: set automatically (the base's hash when the run started); a
                 checkpoint of this run then loads only with that same base.
         """
         super().__init__()
-        targets = list(target_modules or ["in_proj", "out_proj"])
-        # The settings first: a bad one is named before the base checkpoint is even read.
+        targets = list(dict.fromkeys(target_modules or ["in_proj", "out_proj"]))
+        # The settings first: a bad one is named before the base is even read.
         require_positive("model", rank=rank)
         require_positive_number("model", alpha=alpha)
         require_probability("model", dropout=dropout)
@@ -88,22 +96,32 @@ class LoRAGPT(LanguageModel):
         )
         if quantize == "4bit":
             require_qlora()
-        base = read_base_checkpoint(base_checkpoint)
-        check_base_fits(base, vocab_size, block_size, base_sha256)
+        adapted = read_base(base, vocab_size, block_size)
+        if base_sha256 and base_sha256 != adapted.sha256:
+            raise UserError(
+                f"model.base {base} has changed since the adapter was trained (sha256 "
+                f"{adapted.sha256[:12]}, expected {base_sha256[:12]}). Use the base it was "
+                "trained on."
+            )
         self.save_hyperparameters()
         self.hparams.target_modules = targets
-        self.hparams.base_sha256 = base["sha256"]  # saved with the run: a later load checks it
-        self.base_hparams = base["hparams"]
-        self.base_tokenizer = base["tokenizer"]
-        self.block_size = self.base_hparams["block_size"]
-
-        gpt = build_gpt(self.base_hparams, base["state_dict"])
+        self.hparams.base_sha256 = adapted.sha256  # saved with the run: a later load checks it
+        self.base_reference = adapted.reference
+        self.base_tokenizer = adapted.tokenizer
+        gpt = adapted.gpt
+        self.block_size = gpt.block_size
+        check_targets(targets, gpt)
+        split_stacked(gpt, targets)
         if quantize == "4bit":
             quantize_linear_layers_4bit(gpt)
         from peft import LoraConfig, get_peft_model  # imported here: ~2 s that only LoRA runs pay
 
         config = LoraConfig(
-            r=rank, lora_alpha=alpha, lora_dropout=dropout, target_modules=targets, bias="none"
+            r=rank,
+            lora_alpha=alpha,
+            lora_dropout=dropout,
+            target_modules=peft_targets(targets, gpt),
+            bias="none",
         )
         self.model = get_peft_model(gpt, config)  # freezes the base, adds A and B
 
@@ -146,6 +164,7 @@ class LoRAGPT(LanguageModel):
                 "merge a QLoRA adapter from an unquantized copy: `merge_lora` rebuilds one."
             )
         merged = copy.deepcopy(self.model).merge_and_unload()
+        restack(merged)  # roles' parts stacked again: the GPT's own layout
         merged.eval()
         return merged
 
@@ -157,7 +176,7 @@ class LoRAGPT(LanguageModel):
         name = getattr(data, "tokenizer_name", None)
         if name and self.base_tokenizer and name != self.base_tokenizer:
             raise UserError(
-                f"model.base_checkpoint {self.hparams.base_checkpoint} was trained with the "
+                f"model.base {self.hparams.base} was trained with the "
                 f"tokenizer {self.base_tokenizer!r}, the data uses {name!r}: the token ids differ."
             )
 
@@ -178,18 +197,15 @@ class LoRAGPT(LanguageModel):
         checkpoint["state_dict"] = {
             k: v for k, v in checkpoint["state_dict"].items() if ADAPTER_MARK in k
         }
-        checkpoint["lora_base"] = {
-            "path": str(Path(self.hparams.base_checkpoint).resolve()),
-            "sha256": self.hparams.base_sha256,
-        }
+        checkpoint["lora_base"] = {**self.base_reference, "sha256": self.hparams.base_sha256}
 
     def on_load_checkpoint(self, checkpoint: dict) -> None:
         reference = checkpoint.get("lora_base", {})
         if reference.get("sha256") not in (None, self.hparams.base_sha256):
             raise UserError(
                 f"this adapter was trained on {reference.get('path')} (sha256 "
-                f"{reference['sha256'][:12]}), but the base checkpoint now is "
-                f"{self.hparams.base_checkpoint} (sha256 {self.hparams.base_sha256[:12]}): "
+                f"{reference['sha256'][:12]}), but model.base now is "
+                f"{self.hparams.base} (sha256 {self.hparams.base_sha256[:12]}): "
                 f"the base has changed. Use the base it was trained on."
             )
 
@@ -201,18 +217,57 @@ class LoRAGPT(LanguageModel):
         return super().load_state_dict(state_dict, strict=strict, assign=assign)
 
 
-# --- the base checkpoint -------------------------------------------------------------------
+# --- the base: a suite checkpoint or a Hugging Face model ----------------------------------
 
 
-def build_gpt(hparams: dict, state_dict: dict) -> GPT:
+@dataclass
+class Base:
+    gpt: GPT  # built, with its weights
+    sha256: str  # the .ckpt file's, or the Hugging Face model's settings and tensors
+    reference: dict  # how an adapter checkpoint names it: as given, its path, hub revision
+    tokenizer: str | None  # the tokenizer a .ckpt base's data recorded
+
+
+def read_base(base: str | None, vocab_size: int | None, block_size: int | None) -> Base:
+    """The GPT named by model.base, checked against the data; a clear UserError otherwise."""
+    if not base:
+        raise UserError(f"model.base is not set. {PRETRAIN_FIRST}.")
+    path = Path(base).expanduser()
+    if path.is_file() or path.suffix == ".ckpt":
+        checkpoint = read_base_checkpoint(base)
+        check_base_fits(checkpoint, vocab_size, block_size)
+        reference = {"base": base, "path": str(path.resolve()), "revision": None}
+        gpt = build_gpt(checkpoint["hparams"], checkpoint["state_dict"])
+        return Base(gpt, checkpoint["sha256"], reference, checkpoint["tokenizer"])
+    pretrained = hf_convert.read_pretrained(base, key="model.base")
+    # dropout 0: the imported models train without it (LLaMA's attention_dropout is 0)
+    hparams = {**hf_convert.fit_to_data(pretrained, vocab_size, block_size), "dropout": 0.0}
+    gpt = build_gpt(hparams, state_dict=None)
+    hf_convert.load_into(gpt, pretrained)
+    gpt.hf_source = pretrained.folder  # export_hf (merge_lora --format hf) copies its tokenizer
+    reference = {
+        "base": base,
+        "path": pretrained.folder,
+        "revision": hf_convert.hub_revision(pretrained.folder),
+    }
+    return Base(gpt, hf_convert.weights_sha256(pretrained), reference, None)
+
+
+def build_gpt(hparams: dict, state_dict: dict | None) -> GPT:
     """The base GPT with its weights. Its hyperparameters are set again after construction:
     Lightning's save_hyperparameters reads the arguments of the enclosing __init__ frames (and,
     under the CLI, the hyperparameters it is instantiating), so a GPT built while LoRAGPT is
     being built would record LoRAGPT's arguments as its own (and then miss e.g. kv_cache)."""
     gpt = GPT(**hparams)
+    defaults = {
+        name: arg.default
+        for name, arg in inspect.signature(GPT.__init__).parameters.items()
+        if arg.default is not inspect.Parameter.empty
+    }
     gpt.hparams.clear()
-    gpt.hparams.update(hparams)
-    gpt.load_state_dict(state_dict)
+    gpt.hparams.update({**defaults, **hparams})  # decoding reads e.g. kv_cache
+    if state_dict is not None:
+        gpt.load_state_dict(state_dict)
     return gpt
 
 
@@ -225,24 +280,24 @@ def file_sha256(path: Path) -> str:
 
 
 PRETRAIN_FIRST = (
-    "Pretrain a GPT first (python main.py fit --config configs/gpt_chat_pretrain.yaml) and "
-    "give its checkpoint: --model.init_args.base_checkpoint seqmodels/<run-id>/checkpoints/last.ckpt"
+    "Give a Hugging Face model (--model.init_args.base HuggingFaceTB/SmolLM2-135M, or its "
+    "folder), or pretrain a GPT first (python main.py fit --config "
+    "configs/gpt_chat_pretrain.yaml) and give its checkpoint: --model.init_args.base "
+    "seqmodels/<run-id>/checkpoints/last.ckpt"
 )
 
 
-def read_base_checkpoint(path: str | None) -> dict:
+def read_base_checkpoint(path: str) -> dict:
     """The GPT's hyperparameters and weights from a checkpoint of `fit`, with the file's hash
     and the tokenizer its datamodule recorded (if any); a clear UserError otherwise."""
-    if not path:
-        raise UserError(f"model.base_checkpoint is not set. {PRETRAIN_FIRST}.")
     file = Path(path).expanduser()
     if not file.is_file():
-        raise UserError(f"model.base_checkpoint {file}: no such file. {PRETRAIN_FIRST}.")
+        raise UserError(f"model.base {file}: no such file. {PRETRAIN_FIRST}.")
     try:
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated file, not a checkpoint at all, ...
         raise UserError(
-            f"model.base_checkpoint {file}: not a readable checkpoint ({type(err).__name__})."
+            f"model.base {file}: not a readable checkpoint ({type(err).__name__})."
         ) from None
     hparams = dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
     class_path = hparams.pop("_class_path", None)
@@ -251,8 +306,9 @@ def read_base_checkpoint(path: str | None) -> dict:
         what = class_path or "no model class recorded"
         hint = " (an adapter: merge it with `merge_lora` first)" if "LoRA" in str(what) else ""
         raise UserError(
-            f"model.base_checkpoint {file}: not a GPT checkpoint ({what}){hint}. Give a "
-            f"checkpoint written by `python main.py fit` with lit_models.GPT."
+            f"model.base {file}: not a GPT checkpoint ({what}){hint}. Give a "
+            f"checkpoint written by `python main.py fit` with lit_models.GPT, or a Hugging "
+            f"Face model's folder."
         )
     # The CLI's record can hold keys that GPT takes no argument for (facts of the data that
     # other models receive through the CLI's links): keep GPT's own.
@@ -279,20 +335,9 @@ def read_base_checkpoint(path: str | None) -> dict:
     }
 
 
-def check_base_fits(
-    base: dict,
-    vocab_size: int | None,
-    block_size: int | None,
-    expected_sha256: str | None,
-) -> None:
-    """The data must speak the base's token ids and fit its context; a resumed or reloaded
-    adapter needs the very base it was trained on."""
-    hp, where = base["hparams"], f"model.base_checkpoint {base['path']}"
-    if expected_sha256 and expected_sha256 != base["sha256"]:
-        raise UserError(
-            f"{where} has changed since the adapter was trained (sha256 {base['sha256'][:12]}, "
-            f"expected {expected_sha256[:12]}). Use the base it was trained on."
-        )
+def check_base_fits(base: dict, vocab_size: int | None, block_size: int | None) -> None:
+    """The data must speak the base's token ids and fit its context."""
+    hp, where = base["hparams"], f"model.base {base['path']}"
     if vocab_size is not None and vocab_size != hp.get("vocab_size"):
         raise UserError(
             f"{where} has a vocabulary of {hp.get('vocab_size')} tokens, the data {vocab_size}: "
@@ -325,12 +370,15 @@ def require_qlora() -> None:
 
 
 def quantize_linear_layers_4bit(gpt: GPT) -> None:
-    """Replace the transformer blocks' nn.Linear layers by bitsandbytes' 4-bit NF4 layers (the
-    weights are quantized when moved to the GPU, done here). The output layer, tied to the
-    embedding, stays in full precision."""
+    """Replace the transformer blocks' nn.Linear layers by bitsandbytes' 4-bit NF4 layers with
+    double quantization (the blocks' scales quantized too: ~0.4 bit per weight saved), computed
+    in bf16 (fp16 on GPUs without native bf16, such as the T4). The weights are quantized when
+    moved to the GPU, done here. The embedding and the output layer tied to it stay in full
+    precision."""
     import bitsandbytes as bnb
 
-    compute_dtype = torch.bfloat16 if torch.cuda.is_bf16_supported() else torch.float16
+    native_bf16 = torch.cuda.is_bf16_supported(including_emulation=False)
+    compute_dtype = torch.bfloat16 if native_bf16 else torch.float16
     for parent in list(gpt.blocks.modules()):
         for name, child in list(parent.named_children()):
             if not isinstance(child, nn.Linear):
@@ -340,10 +388,11 @@ def quantize_linear_layers_4bit(gpt: GPT) -> None:
                 child.out_features,
                 bias=child.bias is not None,
                 compute_dtype=compute_dtype,
+                compress_statistics=True,  # double quantization
                 quant_type="nf4",
             )
             layer.weight = bnb.nn.Params4bit(
-                child.weight.data, requires_grad=False, quant_type="nf4"
+                child.weight.data, requires_grad=False, compress_statistics=True, quant_type="nf4"
             )
             if child.bias is not None:
                 layer.bias = nn.Parameter(child.bias.data, requires_grad=False)

@@ -394,8 +394,8 @@ CHAT_CASES = [
     bad_setting("lora learning_rate negative", LORA, "learning_rate", "-2e-3"),
     Case(
         "lora base checkpoint missing",
-        fit(LORA, model("base_checkpoint", "{bad}/base.ckpt")),
-        ("model.base_checkpoint", "{bad}/base.ckpt", "no such file"),
+        fit(LORA, model("base", "{bad}/base.ckpt")),
+        ("model.base", "{bad}/base.ckpt"),
     ),
     bad_data_setting("chat eval_batch_size 0", GPT_CHAT, "eval_batch_size", "0"),
     Case(

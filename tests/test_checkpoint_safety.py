@@ -100,10 +100,10 @@ def test_a_malicious_lora_base_runs_no_code(tmp_path, gpt_ckpt):
     evil = malicious_copy(gpt_ckpt, tmp_path / "evil.ckpt", marker)
     proc = run_cli(
         *("fit", "--config", config("gpt_lora_chat.yaml"), *CSV),
-        f"--model.init_args.base_checkpoint={evil}",
+        f"--model.init_args.base={evil}",
         check=False,
     )
-    expect_refused(proc, "model.base_checkpoint", "evil.ckpt")
+    expect_refused(proc, "model.base", "evil.ckpt")
     assert not marker.exists()
 
 

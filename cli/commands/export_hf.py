@@ -34,7 +34,6 @@ def export_hf(
             <checkpoint name>_hf beside the checkpoint, in its run's folder.
     """
     from lit_models import GPT
-    from lit_models.hf_convert import save_hf
 
     if not isinstance(model, GPT):
         hint = (
@@ -50,12 +49,21 @@ def export_hf(
         raise does_not_fit(ckpt_path, err) from None
     model.on_load_checkpoint(checkpoint)  # where its weights came from: the tokenizer's folder
     path = Path(output) if output else Path(ckpt_path).parent / f"{Path(ckpt_path).stem}_hf"
+    write_hf_folder(model, path)
+    return str(path)
+
+
+def write_hf_folder(gpt, path: Path) -> None:
+    """`gpt` as a Hugging Face folder at `path`, replaced whole and atomically (export_hf, and
+    merge_lora --format hf)."""
+    from lit_models.hf_convert import save_hf
+
     if path.exists() and not (path / "config.json").is_file():
         raise UserError(
             f"--output {path} exists and is not an exported model folder: give another --output."
         )
     with atomic_folder(path) as tmp:  # an interrupted export never leaves half a folder
-        architecture = save_hf(model.cpu(), tmp)
+        architecture = save_hf(gpt.cpu(), tmp)
     tokenizer = (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file()
     print(f"{architecture} written to {path}")
     if not tokenizer:
@@ -63,4 +71,3 @@ def export_hf(
             "no tokenizer written beside it: the model did not come from a Hugging Face "
             "folder with one (the suite's own tokenizers are not exported yet)."
         )
-    return str(path)

@@ -1,18 +1,24 @@
-"""`merge_lora`: fold a LoRA adapter into its base and write a plain GPT checkpoint.
+"""`merge_lora`: fold a LoRA adapter into its base and write a plain GPT checkpoint, or a
+Hugging Face folder.
 
 python main.py merge_lora --config configs/gpt_lora_chat.yaml --ckpt_path ADAPTER.ckpt [--output merged.ckpt]
+python main.py merge_lora --config configs/llama_lora_smollm.yaml --ckpt_path ADAPTER.ckpt --format hf [--output DIR]
 """
 
 from __future__ import annotations
 
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
 
 from cli.checkpoints import read_checkpoint
+from cli.commands.export_hf import write_hf_folder
 from core.errors import UserError
 from core.files import atomic_path
+
+MergedFormat = Literal["ckpt", "hf"]
 
 
 def merge_lora(
@@ -21,15 +27,18 @@ def merge_lora(
     datamodule: L.LightningDataModule,
     ckpt_path: str | None = None,
     output: str | None = None,
+    format: MergedFormat = "ckpt",
 ) -> str:
-    """Fold a LoRA adapter into its base GPT (W + alpha/r B A) and write a plain GPT
-    checkpoint, loadable by `GPT.load_from_checkpoint` and by test / generate with a GPT
-    config.
+    """Fold a LoRA adapter into its base GPT (W + alpha/r B A) and write the merged model.
 
     Args:
         ckpt_path: the adapter checkpoint of a LoRA run (its base is found from it).
-        output: where the merged GPT checkpoint goes (written atomically); by default
-            merged.ckpt beside the adapter, in its run's folder.
+        output: where the merged model goes (written atomically); by default merged.ckpt
+            (or the folder merged_hf) beside the adapter, in its run's folder.
+        format: `ckpt`, a plain GPT checkpoint (loadable by `GPT.load_from_checkpoint` and by
+            test / generate with a GPT config); `hf`, a Hugging Face folder, as `export_hf`
+            writes one (LlamaForCausalLM, Qwen2ForCausalLM or GPT2LMHeadModel, with the
+            tokenizer files of a Hugging Face base beside it).
     """
     from lit_models.lora import LoRAGPT
 
@@ -44,6 +53,22 @@ def merge_lora(
         model = LoRAGPT(**{**model.hparams, "quantize": "none"})
         model.load_state_dict({k: v.cpu() for k, v in adapter.items()})
     merged = model.cpu().merged_gpt()
+    beside = Path(ckpt_path).parent / ("merged_hf" if format == "hf" else "merged.ckpt")
+    path = Path(output) if output else beside
+    if format == "hf":
+        write_hf_folder(merged, path)
+    else:
+        write_checkpoint(merged, model, datamodule, ckpt_path, path)
+    trainable, _ = model.parameter_counts()
+    print(
+        f"merged the adapter ({trainable:,} parameters) into {model.hparams.base}: "
+        f"{path} (a plain GPT, {merged.num_parameters():,} parameters)"
+    )
+    return str(path)
+
+
+def write_checkpoint(merged, model, datamodule, ckpt_path: str, path: Path) -> None:
+    """The merged GPT as `fit` writes a GPT checkpoint, with where it came from."""
     checkpoint = {
         "pytorch-lightning_version": L.__version__,
         "epoch": 0,
@@ -52,21 +77,16 @@ def merge_lora(
         "hyper_parameters": {**merged.hparams, "_class_path": "lit_models.GPT"},
         "lora_merged": {
             "adapter": str(Path(ckpt_path).resolve()),
-            "base": str(Path(model.hparams.base_checkpoint).resolve()),
+            "base": model.base_reference,
             "base_sha256": model.hparams.base_sha256,
         },
     }
+    if merged.hf_source:  # export_hf then copies the Hugging Face base's tokenizer
+        checkpoint["hf_source"] = merged.hf_source
     if hasattr(datamodule, "tokenizer_name"):  # as a fit run on that data records it
         checkpoint[type(datamodule).__qualname__] = datamodule.state_dict()
-    path = Path(output) if output else Path(ckpt_path).parent / "merged.ckpt"
     with atomic_path(path) as tmp:  # an interrupted merge never leaves half a checkpoint
         torch.save(checkpoint, tmp)
-    trainable, total = model.parameter_counts()
-    print(
-        f"merged the adapter ({trainable:,} parameters) into {model.hparams.base_checkpoint}: "
-        f"{path} (a plain GPT, {merged.num_parameters():,} parameters)"
-    )
-    return str(path)
 
 
 def load_adapter(model, ckpt_path: str) -> dict[str, torch.Tensor]:

@@ -116,15 +116,23 @@ class MultiHeadAttention(nn.Module):
             k, v = memory_kv if memory_kv is not None else self.project_memory(memory)
         if cache is not None:
             k, v = cache.append(k, v)
-        if self.n_kv_head < self.n_head:  # each key/value head serves a group of query heads
-            group = self.n_head // self.n_kv_head
-            k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
+        grouped = self.n_kv_head < self.n_head  # each key/value head serves n_head / n_kv_head
         dropout_p = self.dropout if self.training else 0.0
         if need_weights:
+            if grouped:
+                group = self.n_head // self.n_kv_head
+                k, v = k.repeat_interleave(group, dim=1), v.repeat_interleave(group, dim=1)
             y, weights = _attention_with_weights(q, k, v, attn_mask, is_causal, dropout_p)
             return self.out_proj(self._merge_heads(y)), weights
+        # enable_gqa: the kernel shares each key/value head with its group, without copies
         y = F.scaled_dot_product_attention(
-            q, k, v, attn_mask=attn_mask, dropout_p=dropout_p, is_causal=is_causal
+            q,
+            k,
+            v,
+            attn_mask=attn_mask,
+            dropout_p=dropout_p,
+            is_causal=is_causal,
+            enable_gqa=grouped,
         )
         return self.out_proj(self._merge_heads(y))
 
