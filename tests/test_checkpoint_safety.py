@@ -229,9 +229,7 @@ def test_a_save_killed_midway_loses_nothing_whatever_tmpdir(tmp_path, shakespear
         saved = sorted(p.name for p in folder.glob("*.ckpt"))
         assert saved == ["best-epoch0-step2-val_loss" + saved[0].split("val_loss")[1], "last.ckpt"]
         assert torch.load(folder / "last.ckpt", weights_only=True)["global_step"] == 2
-        resumed = run_cli_subprocess(
-            "fit", *args, "--ckpt_path", str(folder / "last.ckpt"), cwd=tmp_path
-        )
+        resumed = run_cli("fit", *args, "--ckpt_path", str(folder / "last.ckpt"), cwd=tmp_path)
         assert "removed 1 temporary file(s) of an interrupted save" in resumed.stderr
         assert not orphan.exists()
         last = (
