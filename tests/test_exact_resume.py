@@ -168,12 +168,13 @@ def val_losses(save_dir: str) -> dict[int, float]:
         return {int(r["step"]): float(r["val/loss"]) for r in csv.DictReader(f) if r["val/loss"]}
 
 
-def resume(args: list[str], interrupted: str) -> None:
-    """Resumes the run saved under `interrupted` from its last.ckpt to step 2N, in a process
-    of its own (all it knows of the first run is the checkpoint), under ./resumed."""
+def resume(args: list[str], interrupted: str, run=run_cli) -> None:
+    """Resumes the run saved under `interrupted` from its last.ckpt to step 2N, under
+    ./resumed (in this process; the SIGKILL and DDP tests resume in a process of their own,
+    which knows of the first run only its checkpoint)."""
     first = last_ckpt(interrupted)
     assert torch.load(first, weights_only=True)["global_step"] == N
-    resumed = fit(args, "resumed", 2 * N, f"--ckpt_path={first}", run=run_cli_subprocess)
+    resumed = fit(args, "resumed", 2 * N, f"--ckpt_path={first}", run=run)
     assert NOT_RESUMABLE not in resumed.stderr
 
 
@@ -225,7 +226,7 @@ def test_a_run_killed_by_sigkill_resumes_exactly_from_its_last_checkpoint(shakes
         args, "killed", 2 * N, f"--trainer.callbacks+={kill}", run=run_cli_subprocess, check=False
     )
     assert killed.returncode == -signal.SIGKILL, killed.stderr[-3000:]
-    resume(args, "killed")
+    resume(args, "killed", run=run_cli_subprocess)
     assert_same_end("whole", "resumed")
 
 
@@ -283,5 +284,5 @@ def test_ddp_resumes_exactly(shakespeare_dir):
     # DDP starts its workers by running the command line again: real processes throughout.
     fit(args, "whole", 2 * N, run=run_cli_subprocess)
     fit(args, "first", N, run=run_cli_subprocess)
-    resume(args, "first")
+    resume(args, "first", run=run_cli_subprocess)
     assert_same_end("whole", "resumed")
