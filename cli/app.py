@@ -23,7 +23,7 @@ import datamodules  # noqa: F401 - registers the datamodules for short class pat
 import lit_models  # noqa: F401 - registers the models for short class paths
 from callbacks.non_finite import StopOnNonFinite
 from cli.checkpoint_io import clean_once
-from cli.checkpoints import forget, read_checkpoint, remember
+from cli.checkpoints import forget, read_checkpoint, remember, saved_config_hint
 from cli.config import SaveAndLogConfig, check_config_syntax
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
@@ -166,8 +166,6 @@ def check_model_class(path: Path, class_path: str, configured: str | None) -> No
     (`lit_models.*`) or the one the config names explicitly, and the config's if it names one."""
     if configured and same_class(class_path, configured):
         return
-    saved = path.resolve().parent.parent / "config.yaml"
-    hint = f" ({saved} is the config of its run)" if saved.is_file() else ""
     if class_path.split(".")[0] != "lit_models":
         raise UserError(
             f"--ckpt_path {path} names the model class {class_path}, which is not one of the "
@@ -177,7 +175,7 @@ def check_model_class(path: Path, class_path: str, configured: str | None) -> No
     if configured:
         raise UserError(
             f"--ckpt_path {path} holds a {class_path} but the config builds a {configured}: "
-            f"use the config the checkpoint was trained with{hint}."
+            f"use the config the checkpoint was trained with{saved_config_hint(path)}."
         )
 
 

@@ -87,26 +87,33 @@ def non_finite_weights(state_dict: dict) -> str:
     return ", ".join(bad[:3]) + (", ..." if len(bad) > 3 else "")
 
 
-def load_weights(model: L.LightningModule, ckpt_path: str) -> None:
-    """Load the weights of the checkpoint at `ckpt_path` into `model`; an unreadable file, NaN
-    or inf weights, or weights of another model are a UserError saying what to do."""
-    state = read_checkpoint(ckpt_path)["state_dict"]
+def load_weights(model: L.LightningModule, ckpt_path: str) -> dict:
+    """Load the weights of the checkpoint at `ckpt_path` into `model` and return the
+    checkpoint; an unreadable file, NaN or inf weights, or weights of another model are a
+    UserError saying what to do."""
+    checkpoint = read_checkpoint(ckpt_path)
     try:
-        model.load_state_dict(state)
+        model.load_state_dict(checkpoint["state_dict"])
     except RuntimeError as err:
         raise does_not_fit(ckpt_path, err) from None
+    return checkpoint
 
 
 def does_not_fit(ckpt_path: str | Path, err: BaseException) -> UserError:
     """The error for weights that do not fit the model built from the config (another
     vocabulary, other sizes), pointing at the config saved with the checkpoint's run."""
     path = Path(ckpt_path)
-    saved = path.resolve().parent.parent / "config.yaml"  # <run>/checkpoints/x.ckpt
-    hint = f" ({saved} is the config of its run)" if saved.is_file() else ""
     return UserError(
         f"{path} does not fit this config's model: {mismatch(err)}. Use the config the "
-        f"checkpoint was trained with{hint}, and the same data."
+        f"checkpoint was trained with{saved_config_hint(path)}, and the same data."
     )
+
+
+def saved_config_hint(ckpt_path: str | Path) -> str:
+    """` (<run>/config.yaml is the config of its run)` when the checkpoint sits in a run's
+    checkpoints/ folder beside the config saved with it, else ''."""
+    saved = Path(ckpt_path).resolve().parent.parent / "config.yaml"  # <run>/checkpoints/x.ckpt
+    return f" ({saved} is the config of its run)" if saved.is_file() else ""
 
 
 def mismatch(err: BaseException) -> str:

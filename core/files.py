@@ -24,6 +24,12 @@ HOST = socket.gethostname().replace(".", "_").replace("-", "_")
 TEMPORARY = re.compile(r"^\..+\.(?P<host>[^.]+)-(?P<pid>\d+)\.[^.]+\.tmp$")
 
 
+def temporary_affixes(path: Path) -> tuple[str, str]:
+    """The prefix and suffix of a temporary beside `path`, as TEMPORARY reads them back:
+    `.<name>.<host>-<pid>.` and `.tmp` (mkstemp / mkdtemp put the random part between)."""
+    return f".{path.name}.{HOST}-{os.getpid()}.", ".tmp"
+
+
 @contextmanager
 def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     """A temporary path beside `path` to write to; flushed to disk and renamed onto `path`
@@ -31,9 +37,8 @@ def atomic_path(path: str | os.PathLike) -> Iterator[Path]:
     (matplotlib's savefig) need it given: the name ends in `.tmp`."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    fd, name = tempfile.mkstemp(
-        dir=path.parent, prefix=f".{path.name}.{HOST}-{os.getpid()}.", suffix=".tmp"
-    )
+    prefix, suffix = temporary_affixes(path)
+    fd, name = tempfile.mkstemp(dir=path.parent, prefix=prefix, suffix=suffix)
     os.close(fd)
     tmp = Path(name)
     try:
@@ -54,7 +59,7 @@ def atomic_folder(path: str | os.PathLike) -> Iterator[Path]:
     the new one whole (or, for the instant between the two renames, absent)."""
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    prefix, suffix = f".{path.name}.{HOST}-{os.getpid()}.", ".tmp"
+    prefix, suffix = temporary_affixes(path)
     tmp = Path(tempfile.mkdtemp(dir=path.parent, prefix=prefix, suffix=suffix))
     try:
         yield tmp

@@ -20,22 +20,11 @@ from pathlib import Path
 
 import numpy as np
 
+from core.constants import TOKENIZER_FILES
 from core.errors import DataError, UserError
 from datamodules.corpus import hub_offline
 from datamodules.tokenizers import EncodedSplit
 
-# The files that make a tokenizer (what AutoTokenizer reads), hashed into its identity.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-    "chat_template.json",
-)
 SETTING = "data.pretrained_tokenizer"
 
 

@@ -31,6 +31,7 @@ from typing import Any
 
 import torch
 
+from core.constants import TOKENIZER_FILES
 from core.errors import UserError
 
 
@@ -94,18 +95,9 @@ FAMILIES = {
     "qwen2": Family("qwen2", "Qwen2ForCausalLM", LLAMA_TOP, LLAMA_LAYER, "model.layers.{i}."),
 }
 SUPPORTED = ", ".join(f"{f.model_type} ({f.architecture})" for f in FAMILIES.values())
-# The tokenizer's files, copied beside an exported model that came from a folder with them.
-TOKENIZER_FILES = (
-    "tokenizer.json",
-    "tokenizer_config.json",
-    "special_tokens_map.json",
-    "added_tokens.json",
-    "tokenizer.model",
-    "vocab.json",
-    "merges.txt",
-    "chat_template.jinja",
-    "generation_config.json",
-)
+# Copied beside an exported model that came from a folder with them: the tokenizer's files
+# and the model's generation defaults.
+FILES_BESIDE_THE_WEIGHTS = (*TOKENIZER_FILES, "generation_config.json")
 
 
 def table(family: Family, n_layer: int) -> list[tuple[str, tuple[str, ...]]]:
@@ -543,7 +535,7 @@ def save_hf(gpt: torch.nn.Module, folder: Path) -> str:
     config.save_pretrained(folder)
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
     if special_ids is not None:  # same vocabulary as the source: its tokenizer fits
-        for name in TOKENIZER_FILES:
+        for name in FILES_BESIDE_THE_WEIGHTS:
             if (source / name).is_file():
                 shutil.copy2(source / name, folder / name)
     return family.architecture

@@ -15,7 +15,7 @@ from lit_models import GPT
 from lit_models.lora import ADAPTER_MARK, LoRAGPT
 from lit_models.modules.decoding import generate
 from tests.conftest import config, run_cli
-from tests.test_hf_models import hf_model
+from tests.test_hf_models import hf_model, llama_config
 
 transformers = pytest.importorskip("transformers")
 
@@ -41,17 +41,9 @@ QUICK = [
 
 
 def tiny_llama_config(**kwargs):
-    sizes = dict(
-        vocab_size=VOCAB,
-        hidden_size=32,
-        intermediate_size=48,
-        num_hidden_layers=2,
-        num_attention_heads=4,
-        num_key_value_heads=2,
-        max_position_embeddings=128,
-        tie_word_embeddings=False,
-    )
-    return transformers.LlamaConfig(**{**sizes, **kwargs})
+    """test_hf_models' tiny LLaMA with the byte tokenizer's vocabulary, untied."""
+    sizes = dict(vocab_size=VOCAB, max_position_embeddings=128, tie_word_embeddings=False)
+    return llama_config(**{**sizes, **kwargs})
 
 
 @pytest.fixture

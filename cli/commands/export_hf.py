@@ -10,7 +10,7 @@ from pathlib import Path
 
 import lightning as L
 
-from cli.checkpoints import does_not_fit, read_checkpoint
+from cli.checkpoints import load_weights
 from core.errors import UserError
 from core.files import atomic_folder
 
@@ -42,11 +42,7 @@ def export_hf(
         raise UserError(f"export_hf writes a GPT, not a {type(model).__name__}{hint}.")
     if not ckpt_path:
         raise UserError("export_hf: give the GPT checkpoint to write, --ckpt_path CHECKPOINT.ckpt")
-    checkpoint = read_checkpoint(ckpt_path)
-    try:
-        model.load_state_dict(checkpoint["state_dict"])
-    except RuntimeError as err:
-        raise does_not_fit(ckpt_path, err) from None
+    checkpoint = load_weights(model, ckpt_path)
     model.on_load_checkpoint(checkpoint)  # where its weights came from: the tokenizer's folder
     path = Path(output) if output else Path(ckpt_path).parent / f"{Path(ckpt_path).stem}_hf"
     write_hf_folder(model, path)
