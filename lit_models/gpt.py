@@ -29,7 +29,7 @@ from lit_models import hf_convert
 from lit_models.language_model import LanguageModel
 from lit_models.modules import RotaryEmbedding, TransformerBlock, make_norm, make_positional
 from lit_models.modules.norm import Norm
-from lit_models.modules.positional import PositionalOrRotary
+from lit_models.modules.positional import PositionalOrRotary, check_rope_scaling
 from lit_models.optim import adamw_warmup_cosine, check_warmup_cosine
 
 MLP = Literal["gelu", "gelu_tanh", "swiglu"]  # gelu_tanh: GPT-2's approximation
@@ -60,6 +60,7 @@ class GPT(LanguageModel):
         n_kv_head: int | None = None,
         attention_bias: bool = False,
         rope_theta: float = 10000.0,
+        rope_scaling: dict | None = None,
         init_from: str | None = None,
         learning_rate: float = 1e-3,
         min_learning_rate: float = 1e-4,
@@ -75,7 +76,10 @@ class GPT(LanguageModel):
             block_size: context length; set by the datamodule's `block_size`.
             bias: biases in every linear layer and LayerNorm.
             positional: `learned` (GPT), `sinusoidal` (fixed, Vaswani et al.) or `rope`
-                (rotary, LLaMA; angles from `rope_theta`).
+                (rotary, LLaMA; angles from `rope_theta`, frequencies scaled by
+                `rope_scaling`, Hugging Face's dict: `{rope_type: linear, factor: 4}` or
+                Llama 3.1's `llama3` with factor, low_freq_factor, high_freq_factor and
+                original_max_position_embeddings).
             tie_weights: share the token embedding with the output layer.
             norm: `layernorm` (GPT) or `rmsnorm` (LLaMA); `norm_eps` is its epsilon.
             mlp: the feed-forward network: `gelu` (GPT), `gelu_tanh` (GPT-2's GELU) or
@@ -118,6 +122,7 @@ class GPT(LanguageModel):
             n_kv_head=n_kv_head,
             attention_bias=attention_bias,
             rope_theta=rope_theta,
+            rope_scaling=rope_scaling,
         )
         pretrained = None
         if init_from is not None:
@@ -135,7 +140,7 @@ class GPT(LanguageModel):
         if hp.positional == "rope":
             self.position, self.rotary = (
                 None,
-                RotaryEmbedding(hp.n_embd // hp.n_head, hp.rope_theta),
+                RotaryEmbedding(hp.n_embd // hp.n_head, hp.rope_theta, hp.rope_scaling),
             )
         else:
             self.position, self.rotary = (
@@ -291,6 +296,13 @@ def check_settings(hp: SimpleNamespace) -> None:
         raise UserError(
             f"model.positional=rope rotates pairs of dimensions: the head size n_embd / n_head = {hp.n_embd // hp.n_head} must be even."
         )
+    if hp.rope_scaling:
+        if hp.positional != "rope":
+            raise UserError(
+                f"model.rope_scaling scales rotary frequencies: it needs positional=rope, not "
+                f"{hp.positional}."
+            )
+        check_rope_scaling(hp.rope_scaling)
 
 
 class DecodingWindow:

@@ -33,6 +33,7 @@ import torch
 
 from core.constants import TOKENIZER_FILES
 from core.errors import UserError
+from lit_models.modules.positional import ROPE_SCALING_KEYS
 
 
 @dataclass(frozen=True)
@@ -264,7 +265,7 @@ def llama_settings(family: Family, config, where: str) -> dict[str, Any]:
         {
             f"hidden_act={config.hidden_act}": config.hidden_act != "silu",
             f"head_dim={head_dim}": head_dim * config.num_attention_heads != config.hidden_size,
-            f"RoPE scaling rope_type={rope_type}": rope_type != "default",
+            f"RoPE scaling rope_type={rope_type}": rope_type not in ("default", *ROPE_SCALING_KEYS),
             "a sliding window (use_sliding_window)": sliding,
             mixed_biases: bool(mixed_biases),
         },
@@ -283,6 +284,7 @@ def llama_settings(family: Family, config, where: str) -> dict[str, Any]:
         "norm_eps": config.rms_norm_eps,
         "positional": "rope",
         "rope_theta": float(rope_parameters(config).get("rope_theta", 10000.0)),
+        "rope_scaling": rope_scaling(config),
         "mlp": "swiglu",
         "tie_weights": bool(config.tie_word_embeddings),
     }
@@ -293,9 +295,21 @@ def rope_parameters(config) -> dict:
     params = getattr(config, "rope_parameters", None)
     if params:
         return dict(params)
-    scaling = getattr(config, "rope_scaling", None) or {}
-    rope_type = scaling.get("rope_type", scaling.get("type", "default"))
-    return {"rope_type": rope_type, "rope_theta": getattr(config, "rope_theta", 10000.0)}
+    scaling = dict(getattr(config, "rope_scaling", None) or {})
+    rope_type = scaling.pop("rope_type", scaling.pop("type", "default"))
+    theta = getattr(config, "rope_theta", 10000.0)
+    return {**scaling, "rope_type": rope_type, "rope_theta": theta}
+
+
+def rope_scaling(config) -> dict | None:
+    """The GPT's `rope_scaling` (the keys its kind reads), None without scaling."""
+    params = rope_parameters(config)
+    kind = params.get("rope_type", "default")
+    if kind not in ROPE_SCALING_KEYS:
+        return None
+    # transformers falls back to the model's context when the original one is not given
+    params.setdefault("original_max_position_embeddings", config.max_position_embeddings)
+    return {"rope_type": kind, **{k: params[k] for k in ROPE_SCALING_KEYS[kind] if k in params}}
 
 
 def refuse(where: str, unsupported: dict[str, bool]) -> None:
@@ -455,6 +469,7 @@ def hf_config(hp, special_ids: dict | None = None):
             "max_position_embeddings": hp["block_size"],
             "rms_norm_eps": hp.get("norm_eps", 1e-5),
             "rope_theta": hp.get("rope_theta", 10000.0),
+            "rope_scaling": hp.get("rope_scaling"),
             "hidden_act": "silu",
             **common,
         }

@@ -30,6 +30,15 @@ def gpt2_config(**kwargs):
     )
 
 
+LLAMA3_ROPE = {
+    "rope_type": "llama3",
+    "factor": 8.0,
+    "low_freq_factor": 1.0,
+    "high_freq_factor": 4.0,
+    "original_max_position_embeddings": 64,
+}
+
+
 def llama_config(**kwargs):
     sizes = dict(
         vocab_size=VOCAB,
@@ -57,6 +66,10 @@ CONFIGS = {
     "llama_untied": lambda: llama_config(tie_word_embeddings=False),
     "llama_biases": lambda: llama_config(attention_bias=True, mlp_bias=True),
     "qwen2": qwen2_config,
+    # Llama 3.1/3.2's scaled RoPE: with head size 8 and theta 500 the wavelengths are 6, 30,
+    # 142 and 668 positions, one kept, one blended, two divided by the factor.
+    "llama3_rope": lambda: llama_config(rope_scaling=LLAMA3_ROPE),
+    "linear_rope": lambda: llama_config(rope_scaling={"rope_type": "linear", "factor": 4.0}),
 }
 
 
@@ -231,20 +244,26 @@ def test_unsupported_architectures_are_named(tmp_path):
         GPT(init_from=str(folder))
 
 
-def test_scaled_rope_is_refused(tmp_path):
-    scaled = llama_config(
-        rope_parameters={
-            "rope_type": "llama3",
-            "rope_theta": 500.0,
-            "factor": 8.0,
-            "low_freq_factor": 1.0,
-            "high_freq_factor": 4.0,
-            "original_max_position_embeddings": 64,
-        }
-    )
-    _, folder = saved(tmp_path, scaled)
-    with pytest.raises(UserError, match="rope_type=llama3"):
+def test_rope_scaling_the_gpt_cannot_compute_is_refused(tmp_path):
+    _, folder = saved(tmp_path, llama_config(rope_scaling={"rope_type": "dynamic", "factor": 2.0}))
+    with pytest.raises(UserError, match="rope_type=dynamic"):
         GPT(init_from=str(folder))
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"rope_scaling": {"rope_type": "yarn", "factor": 2}}, "rope_type='yarn' is not known"),
+        ({"rope_scaling": {"rope_type": "linear"}}, "rope_scaling.factor must be a positive"),
+        ({"rope_scaling": {**LLAMA3_ROPE, "high_freq_factor": 1.0}}, "must exceed"),
+        ({"rope_scaling": LLAMA3_ROPE, "positional": "learned"}, "needs positional=rope"),
+    ],
+    ids=["unknown", "no_factor", "low_high", "not_rope"],
+)
+def test_bad_rope_scaling_is_named(options, message):
+    rope = {"norm": "rmsnorm", "positional": "rope", "mlp": "swiglu"}
+    with pytest.raises(UserError, match=message):
+        GPT(VOCAB, 64, n_layer=1, n_head=4, n_embd=32, **{**rope, **options})
 
 
 def rewrite_weights(folder, change) -> None:

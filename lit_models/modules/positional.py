@@ -11,17 +11,24 @@ m - n only:
 
 in transformers' layout: dimension i is paired with i + d_head/2 (not with its neighbour,
 as in Meta's original code), so LLaMA weights from Hugging Face load as they are.
+
+A model trained on a short context and stretched to a longer one scales the frequencies
+(`rope_scaling`, Hugging Face's keys): `linear` divides every frequency by `factor`
+(position interpolation, Chen et al. 2023); `llama3` (Llama 3.1 and 3.2) divides only the
+low frequencies, whose wavelength exceeds `original_max_position_embeddings / low_freq_factor`,
+keeps the high ones (wavelength below `.../ high_freq_factor`) and blends between the two.
 """
 
 from __future__ import annotations
 
 import math
-from typing import Literal, get_args
+from typing import Any, Literal, get_args
 
 import torch
 from torch import nn
 
 from core.checks import require_positive
+from core.errors import SettingError
 
 Positional = Literal["learned", "sinusoidal"]  # added to the token embeddings
 POSITIONAL_KINDS: tuple[str, ...] = get_args(Positional)
@@ -86,11 +93,13 @@ def make_positional(kind: Positional, max_len: int, n_embd: int) -> nn.Module:
 class RotaryEmbedding(nn.Module):
     """The angles of RoPE at given positions, as the (cos, sin) pair `apply_rotary` takes."""
 
-    def __init__(self, head_dim: int, theta: float = 10000.0):
+    def __init__(self, head_dim: int, theta: float = 10000.0, scaling: dict | None = None):
         super().__init__()
         if head_dim % 2:
             raise ValueError(f"rotary embeddings need an even head size, got {head_dim}")
         inv_freq = 1.0 / theta ** (torch.arange(0, head_dim, 2, dtype=torch.float) / head_dim)
+        if scaling:
+            inv_freq = scaled_frequencies(inv_freq, scaling)
         self.register_buffer("inv_freq", inv_freq, persistent=False)  # fixed: not checkpointed
 
     def forward(self, positions: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -98,6 +107,50 @@ class RotaryEmbedding(nn.Module):
         angles = positions[..., None].float() * self.inv_freq
         angles = torch.cat([angles, angles], dim=-1)
         return angles.cos(), angles.sin()
+
+
+RopeScaling = Literal["linear", "llama3"]
+# The keys each kind reads, as Hugging Face's config.json spells them.
+ROPE_SCALING_KEYS: dict[str, tuple[str, ...]] = {
+    "linear": ("factor",),
+    "llama3": (
+        "factor",
+        "low_freq_factor",
+        "high_freq_factor",
+        "original_max_position_embeddings",
+    ),
+}
+
+
+def check_rope_scaling(scaling: dict[str, Any] | None, key: str = "model.rope_scaling") -> None:
+    """A SettingError naming what is missing or out of range in `scaling`."""
+    if not scaling:
+        return
+    kind = scaling.get("rope_type")
+    if kind not in ROPE_SCALING_KEYS:
+        raise SettingError(
+            f"{key}.rope_type={kind!r} is not known; choose one of "
+            f"{', '.join(ROPE_SCALING_KEYS)} (or leave {key} unset)."
+        )
+    for name in ROPE_SCALING_KEYS[kind]:
+        value = scaling.get(name)
+        if not isinstance(value, (int, float)) or not value > 0:
+            raise SettingError(f"{key}.{name} must be a positive number for {kind}, got {value!r}.")
+    if kind == "llama3" and not scaling["high_freq_factor"] > scaling["low_freq_factor"]:
+        raise SettingError(f"{key}.high_freq_factor must exceed low_freq_factor.")
+
+
+def scaled_frequencies(inv_freq: torch.Tensor, scaling: dict[str, Any]) -> torch.Tensor:
+    check_rope_scaling(scaling)
+    factor = scaling["factor"]
+    if scaling["rope_type"] == "linear":
+        return inv_freq / factor
+    context = scaling["original_max_position_embeddings"]
+    low, high = scaling["low_freq_factor"], scaling["high_freq_factor"]
+    wavelength = 2 * math.pi / inv_freq
+    # 0 at the longest wavelengths kept whole (divided by factor), 1 at the shortest kept as is
+    blend = ((context / wavelength - low) / (high - low)).clamp(0.0, 1.0)
+    return (1 - blend) * inv_freq / factor + blend * inv_freq
 
 
 def apply_rotary(x: torch.Tensor, cos: torch.Tensor, sin: torch.Tensor) -> torch.Tensor:
