@@ -12,8 +12,8 @@ from pathlib import Path
 import yaml
 
 from core.errors import DataError
+from core.hub import hub_offline
 from datamodules.chat_template import ROLES, Message
-from datamodules.corpus import hub_offline
 from datamodules.text_files import read_text
 
 log = logging.getLogger(__name__)

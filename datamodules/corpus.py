@@ -4,21 +4,13 @@ else a clear error that names the folder, the files looked for and how to provid
 from __future__ import annotations
 
 import logging
-import os
 from pathlib import Path
 
 from core.errors import DataError
+from core.hub import hub_offline
 from datamodules.paths import reachable
 
 log = logging.getLogger(__name__)
-
-
-def hub_offline() -> bool:
-    """Has the user told the HF libraries to stay offline?"""
-    return any(
-        os.environ.get(v, "").lower() in ("1", "true", "yes")
-        for v in ("HF_HUB_OFFLINE", "HF_DATASETS_OFFLINE")
-    )
 
 
 class CorpusFolder:

@@ -430,6 +430,12 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
     def vocab_size(self) -> int:
         return self.tokenizer.vocab_size
 
+    @property
+    def tokenizer_name(self) -> str:
+        """Which ids mean what: a Hugging Face tokenizer's name holds a hash of its files (a
+        model from a folder checks it is its own), the corpus's own tokenizers their kind."""
+        return getattr(self.tokenizer, "name", self.tokenizer_kind)
+
     def encoded(self, split: Split) -> EncodedSplit:
         """Token ids of a split, cached on disk so that the second run starts in seconds."""
         if split not in self.splits:

@@ -35,7 +35,7 @@ from core.checks import require_non_negative, require_positive
 from core.constants import IGNORE_INDEX, SPLITS, Split
 from core.errors import DataError
 from core.files import atomic_write_bytes
-from datamodules.corpus import hub_offline
+from core.hub import hub_offline
 from datamodules.loaders import SplitLoaders, whole_batch
 from datamodules.paths import DATA_DIR_ENV, reachable
 from datamodules.text_files import read_lines

@@ -13,7 +13,6 @@ tokens it adds itself (LLaMA's <s>, none for GPT-2 or Qwen2) and no others.
 
 from __future__ import annotations
 
-import hashlib
 import json
 from collections.abc import Sequence
 from pathlib import Path
@@ -22,7 +21,7 @@ import numpy as np
 
 from core.constants import TOKENIZER_FILES
 from core.errors import DataError, UserError
-from datamodules.corpus import hub_offline
+from core.hub import local_copy, pretrained_tokenizer_name, tokenizer_identity
 from datamodules.tokenizers import EncodedSplit
 
 SETTING = "data.pretrained_tokenizer"
@@ -57,7 +56,7 @@ class PretrainedTokenizer:
     @property
     def name(self) -> str:
         """Says which ids mean what; equal names, interchangeable token ids."""
-        return f"pretrained:{self.identity}"
+        return pretrained_tokenizer_name(self.identity)
 
     @property
     def eos_id(self) -> int | None:
@@ -132,48 +131,19 @@ def load_pretrained_tokenizer(name: str, setting: str = SETTING) -> PretrainedTo
             f"{setting} {name}: {type(hf).__name__} is not a fast tokenizer; give a folder "
             "with the model's tokenizer.json."
         )
-    return PretrainedTokenizer(hf, folder, identity(folder), vocab_size_of(hf, folder))
+    return PretrainedTokenizer(hf, folder, tokenizer_identity(folder), vocab_size_of(hf, folder))
 
 
 def tokenizer_folder(name: str, setting: str = SETTING) -> Path:
     """A local folder, or the local copy of a hub id (downloaded first when online)."""
-    path = Path(name).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    from huggingface_hub import constants, snapshot_download
-
-    offline = hub_offline()
-    try:
-        return Path(
-            snapshot_download(
-                name,
-                local_files_only=offline,
-                allow_patterns=[*TOKENIZER_FILES, "config.json"],
-            )
-        )
-    except Exception as err:  # not a hub id, not cached, no network, no such repository
-        why = (
-            f"not in the local cache ({constants.HF_HUB_CACHE}) and HF_HUB_OFFLINE is set"
-            if offline
-            else f"not downloadable ({type(err).__name__}: {err})"
-        )
-        raise DataError(
-            f"{setting} {name}: no such folder, and as a hub id {why}. Put the tokenizer's "
-            "files (tokenizer.json, tokenizer_config.json, ...) in a folder, e.g. on a machine "
-            f"with network `hf download {name} --local-dir DIR` and copy DIR here, then give "
-            f"{setting}: DIR (the same folder as model.init_args.init_from)."
-        ) from None
-
-
-def identity(folder: Path) -> str:
-    """A hash of the tokenizer's files (names and contents): other files, other token ids."""
-    h = hashlib.sha256()
-    for name in TOKENIZER_FILES:
-        path = folder / name
-        if path.is_file():
-            h.update(f"{name}:{path.stat().st_size}:".encode())
-            h.update(path.read_bytes())
-    return h.hexdigest()[:16]
+    return local_copy(
+        name,
+        setting,
+        "the tokenizer's files (tokenizer.json, tokenizer_config.json, ...), the same folder "
+        "as model.init_args.init_from,",
+        allow_patterns=[*TOKENIZER_FILES, "config.json"],
+        error=DataError,
+    )
 
 
 def vocab_size_of(hf, folder: Path) -> int:

@@ -17,6 +17,7 @@ grouped-query attention), biases on the Q/K/V projections only (`attention_bias`
 from __future__ import annotations
 
 import math
+from pathlib import Path
 from types import SimpleNamespace
 from typing import Literal
 
@@ -25,8 +26,9 @@ from torch import nn
 
 from core.checks import require_divisor, require_positive, require_probability
 from core.errors import UserError
+from core.hub import tokenizer_name_in
 from lit_models import hf_convert
-from lit_models.language_model import LanguageModel
+from lit_models.language_model import LanguageModel, check_data_tokenizer
 from lit_models.modules import RotaryEmbedding, TransformerBlock, make_norm, make_positional
 from lit_models.modules.norm import Norm
 from lit_models.modules.positional import PositionalOrRotary, check_rope_scaling
@@ -136,6 +138,10 @@ class GPT(LanguageModel):
         self.hparams.update(vars(hp), init_from=None if pretrained else init_from)
         self.block_size = hp.block_size
         self.hf_source = pretrained.folder if pretrained else None
+        # The tokenizer beside the weights, which the data must use (checked at setup).
+        self.init_from_tokenizer = (
+            tokenizer_name_in(Path(pretrained.folder)) if pretrained else None
+        )
         self.token_embedding = nn.Embedding(hp.vocab_size, hp.n_embd)
         if hp.positional == "rope":
             self.position, self.rotary = (
@@ -266,6 +272,16 @@ class GPT(LanguageModel):
 
     def configure_optimizers(self):
         return adamw_warmup_cosine(self)
+
+    def setup(self, stage: str) -> None:
+        if self.init_from_tokenizer:
+            check_data_tokenizer(
+                self,
+                self.init_from_tokenizer,
+                f"model.init_from {self.hf_source}",
+                "Tokenize the data with the model's own tokenizer (data.tokenizer: pretrained, "
+                "data.pretrained_tokenizer: the model's folder).",
+            )
 
     # --- where the weights came from: a Hugging Face folder (export_hf copies its tokenizer) --
     def on_save_checkpoint(self, checkpoint: dict) -> None:

@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import hashlib
 import json
-import os
 import re
 import shutil
 from dataclasses import dataclass
@@ -33,6 +32,7 @@ import torch
 
 from core.constants import TOKENIZER_FILES
 from core.errors import UserError
+from core.hub import local_copy
 from lit_models.modules.positional import ROPE_SCALING_KEYS
 
 
@@ -165,24 +165,8 @@ def hub_revision(folder: str | Path) -> str | None:
 
 def resolve_folder(init_from: str, key: str = "model.init_from") -> Path:
     """A local folder, or the local copy of a hub id (downloaded first when online)."""
-    path = Path(init_from).expanduser()
-    if path.is_dir():
-        return path.resolve()
-    from huggingface_hub import constants, snapshot_download
-    from huggingface_hub.errors import HFValidationError, LocalEntryNotFoundError
-
-    offline = constants.HF_HUB_OFFLINE or os.environ.get("HF_HUB_OFFLINE", "") in ("1", "true")
-    try:
-        return Path(snapshot_download(init_from, local_files_only=offline))
-    except (HFValidationError, LocalEntryNotFoundError, OSError) as err:
-        why = "not a hub id" if isinstance(err, HFValidationError) else "not in the local cache"
-        raise UserError(
-            f"{key} {init_from}: no such folder, and {why} ({constants.HF_HUB_CACHE}); "
-            "this machine does not download it. Put the model's files (config.json, "
-            "model.safetensors and the tokenizer's) in a folder, e.g. on a machine with "
-            f"network `hf download {init_from} --local-dir DIR` and copy DIR here, then give "
-            f"{key}: DIR."
-        ) from None
+    files = "the model's files (config.json, model.safetensors and the tokenizer's)"
+    return local_copy(init_from, key, files)
 
 
 def read_config(folder: Path, where: str):

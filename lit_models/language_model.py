@@ -9,9 +9,10 @@ import torch
 import torch.nn.functional as F
 
 from core.constants import IGNORE_INDEX
+from core.errors import UserError
 from lit_models.text_model import EvalStage, TextModel, TokenScores, next_token_nll
 
-__all__ = ["LanguageModel", "next_token_nll", "scores_of_targets"]
+__all__ = ["LanguageModel", "check_data_tokenizer", "next_token_nll", "scores_of_targets"]
 
 
 def scores_of_targets(nll: torch.Tensor, batch: dict[str, torch.Tensor]) -> TokenScores:
@@ -41,3 +42,16 @@ class LanguageModel(TextModel):
         """Scores each block: summed NLL and the number of real target tokens."""
         nll = self.token_nll(batch)
         return {"nll": nll.sum(dim=1), "tokens": (batch["targets"] != IGNORE_INDEX).sum(dim=1)}
+
+
+def check_data_tokenizer(model, expected: str | None, where: str, fix: str) -> None:
+    """The data must speak the token ids the model learned: its datamodule's `tokenizer_name`
+    against the one the weights came with (`expected`, None when not known). Equal vocabulary
+    sizes are not enough: two tokenizers of one size give the same id to other tokens."""
+    data = model.trainer.datamodule if model._trainer is not None else None
+    used = getattr(data, "tokenizer_name", None)
+    if expected and used and used != expected:
+        raise UserError(
+            f"{where} learned the token ids of the tokenizer {expected!r}, the data is tokenized "
+            f"by {used!r}: the same id means another token. {fix}"
+        )

@@ -37,9 +37,10 @@ from torch import nn
 
 from core.checks import require_positive, require_positive_number, require_probability
 from core.errors import UserError
+from core.hub import tokenizer_name_in
 from lit_models import hf_convert
 from lit_models.gpt import GPT, DecodingWindow
-from lit_models.language_model import LanguageModel
+from lit_models.language_model import LanguageModel, check_data_tokenizer
 from lit_models.lora_targets import Target, check_targets, peft_targets, restack, split_stacked
 from lit_models.optim import adamw_warmup_cosine, check_warmup_cosine
 
@@ -170,15 +171,15 @@ class LoRAGPT(LanguageModel):
 
     # --- training ---------------------------------------------------------------------------
     def setup(self, stage: str) -> None:
-        # The base's run recorded its datamodule's tokenizer (ChatDataModule.state_dict); a
-        # different one here means other token ids, even with the same vocabulary size.
-        data = self.trainer.datamodule if self._trainer is not None else None
-        name = getattr(data, "tokenizer_name", None)
-        if name and self.base_tokenizer and name != self.base_tokenizer:
-            raise UserError(
-                f"model.base {self.hparams.base} was trained with the "
-                f"tokenizer {self.base_tokenizer!r}, the data uses {name!r}: the token ids differ."
-            )
+        # The base's run recorded its datamodule's tokenizer (ChatDataModule.state_dict), a
+        # Hugging Face base has its own beside its weights.
+        fix = (
+            "Tokenize the data with the model's own tokenizer (data.tokenizer: pretrained, "
+            "data.pretrained_tokenizer: the base's folder)."
+            if self.base_tokenizer and self.base_tokenizer.startswith("pretrained:")
+            else "Use the data (and tokenizer) the base was trained on."
+        )
+        check_data_tokenizer(self, self.base_tokenizer, f"model.base {self.hparams.base}", fix)
 
     def on_fit_start(self) -> None:
         trainable, total = self.parameter_counts()
@@ -225,7 +226,7 @@ class Base:
     gpt: GPT  # built, with its weights
     sha256: str  # the .ckpt file's, or the Hugging Face model's settings and tensors
     reference: dict  # how an adapter checkpoint names it: as given, its path, hub revision
-    tokenizer: str | None  # the tokenizer a .ckpt base's data recorded
+    tokenizer: str | None  # the tokenizer a .ckpt base's data recorded, or an HF base's own
 
 
 def read_base(base: str | None, vocab_size: int | None, block_size: int | None) -> Base:
@@ -250,7 +251,8 @@ def read_base(base: str | None, vocab_size: int | None, block_size: int | None) 
         "path": pretrained.folder,
         "revision": hf_convert.hub_revision(pretrained.folder),
     }
-    return Base(gpt, hf_convert.weights_sha256(pretrained), reference, None)
+    tokenizer = tokenizer_name_in(Path(pretrained.folder))
+    return Base(gpt, hf_convert.weights_sha256(pretrained), reference, tokenizer)
 
 
 def build_gpt(hparams: dict, state_dict: dict | None) -> GPT:

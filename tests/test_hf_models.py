@@ -388,8 +388,9 @@ def test_fine_tune_from_hugging_face_then_export_through_the_cli(tmp_path):
     onto the same folder (replaced whole); transformers' logits equal the checkpoint's, and
     the checkpoint rebuilds without the source folder."""
     _, folder = saved(tmp_path, llama_config(vocab_size=259))
-    (folder / "tokenizer.json").write_text(json.dumps({"stand-in": True}))
     run_cli("fit", *CHAT, *QUICK, f"--model.init_args.init_from={folder}")
+    # (written after fit: a folder with a tokenizer trains only on data tokenized by it)
+    (folder / "tokenizer.json").write_text(json.dumps({"stand-in": True}))
     (ckpt,) = tmp_path.glob("csv/**/checkpoints/last.ckpt")
     for _ in range(2):
         proc = run_cli("export_hf", *CHAT, "--ckpt_path", str(ckpt))

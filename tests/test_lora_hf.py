@@ -273,3 +273,14 @@ def test_an_hf_base_must_speak_the_data_token_ids(llama):
         UserError, match="context of 128 positions, shorter than data.block_size=256"
     ):
         lora(folder, ["q"], vocab_size=VOCAB, block_size=256)
+
+
+def test_an_hf_base_names_its_own_tokenizer_for_the_data_check(llama):
+    """LoRAGPT.setup compares the data's tokenizer_name with the base's: a Hugging Face base
+    names the tokenizer beside its weights (none: nothing to compare)."""
+    from core.hub import tokenizer_name_in
+
+    _, folder = llama
+    assert lora(folder, ["q"]).base_tokenizer is None
+    (folder / "tokenizer.json").write_text("{}")
+    assert lora(folder, ["q"]).base_tokenizer == tokenizer_name_in(folder) is not None

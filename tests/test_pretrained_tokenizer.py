@@ -474,3 +474,25 @@ def test_generate_decodes_with_the_pretrained_tokenizer(shakespeare_dir, tok_dir
     out = model.generate(ids, max_new_tokens=12, do_sample=False, eos_token_id=1, pad_token_id=1)
     new = [i for i in out[0, ids.size(1) :].tolist() if i != 1]
     assert proc.stdout.startswith("ROMEO:" + hf.decode(new))
+
+
+def test_a_model_folder_refuses_data_of_another_tokenizer_of_its_size(tmp_path, shakespeare_dir):
+    """Sizes that agree are not enough: data tokenized by another tokenizer (its folder's
+    config.json gives it the model's 400 rows) would feed the model other tokens' ids."""
+    model_dir, other = tmp_path / "model", tmp_path / "other"
+    save_tokenizer(model_dir, vocab=400)
+    tiny_llama(model_dir, 400)
+    save_tokenizer(other, vocab=380)
+    shutil.copy(model_dir / "config.json", other / "config.json")
+    args = [
+        "--config",
+        config("gpt_shakespeare_char.yaml"),
+        f"--data.init_args.data_dir={shakespeare_dir}",
+        "--data.init_args.tokenizer=pretrained",
+        f"--model.init_args.init_from={model_dir}",
+        *QUICK,
+    ]
+    proc = run_cli("fit", *args, f"--data.init_args.pretrained_tokenizer={other}", check=False)
+    assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert f"model.init_from {model_dir} learned the token ids of the tokenizer" in proc.stderr
+    run_cli("fit", *args, f"--data.init_args.pretrained_tokenizer={model_dir}")
