@@ -85,6 +85,17 @@ def chat_prompt(user_text: str) -> str:
     return f"{USER}\n{user_text}\n{ASSISTANT}\n"
 
 
+# The same template in Jinja, for transformers' apply_chat_template (an exported tokenizer):
+# the user's turn, then the answer closed by <|endoftext|> (chat_example).
+BYTE_CHAT_TEMPLATE = (
+    "{% for m in messages %}"
+    "{% if m['role'] == 'user' %}" + USER + "\n{{ m['content'] }}\n"
+    "{% elif m['role'] == 'assistant' %}" + ASSISTANT + "\n{{ m['content'] }}" + END_OF_TEXT + ""
+    "{% endif %}{% endfor %}"
+    "{% if add_generation_prompt %}" + ASSISTANT + "\n{% endif %}"
+)
+
+
 @dataclass
 class Example:
     """One training sequence: input ids and next-token targets (-100 where not counted)."""
@@ -245,6 +256,13 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
 
     def decode(self, ids: list[int]) -> str:
         return self.tokenizer.decode(ids)
+
+    def transformers_tokenizer(self):
+        """The tokenizer as transformers' (written beside an exported model), with the chat
+        template the data used."""
+        if isinstance(self.tokenizer, PretrainedTokenizer):
+            return self.tokenizer.to_transformers()  # its own chat template
+        return self.tokenizer.to_transformers(BYTE_CHAT_TEMPLATE if self.format == "chat" else None)
 
     def format_prompt(self, user_text: str) -> str:
         """What the model reads before answering `user_text`: the tokenizer's chat template

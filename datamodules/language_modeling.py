@@ -436,6 +436,10 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         model from a folder checks it is its own), the corpus's own tokenizers their kind."""
         return getattr(self.tokenizer, "name", self.tokenizer_kind)
 
+    def transformers_tokenizer(self):
+        """The tokenizer as transformers' (written beside an exported model)."""
+        return self.tokenizer.to_transformers()
+
     def encoded(self, split: Split) -> EncodedSplit:
         """Token ids of a split, cached on disk so that the second run starts in seconds."""
         if split not in self.splits:

@@ -53,6 +53,10 @@ class PretrainedTokenizer:
         (Qwen2 pads 151,665 tokens to 151,936 rows): see `vocab_size_of`."""
         return self._vocab_size
 
+    def to_transformers(self):
+        """transformers' tokenizer (what `export_hf` writes beside a model): this one."""
+        return self.hf
+
     @property
     def name(self) -> str:
         """Says which ids mean what; equal names, interchangeable token ids."""

@@ -120,6 +120,15 @@ class Tokenizer:
             .replace(EOS, "\n")
         )
 
+    def to_transformers(self):
+        """transformers' tokenizer giving the same ids (what `export_hf` writes beside a
+        model). Word level: `<eos>` is its eos token, but a newline does not become one."""
+        specials = {"unk_token": UNK} if self.unk_id is not None else {}
+        eos = {"bpe": END_OF_TEXT, "word": EOS}.get(self.kind)
+        if eos is not None and self.token_to_id(eos) is not None:
+            specials["eos_token"] = eos
+        return as_transformers(self.hf, specials)
+
 
 @dataclass
 class EncodedSplit:
@@ -439,3 +448,34 @@ class ByteTokenizer:
             out.append(self.specials[i - 256] if i - 256 < len(self.specials) else "")
         out.append(run.decode("utf-8", errors="replace"))
         return "".join(out)
+
+    def to_transformers(self, chat_template: str | None = None):
+        """transformers' tokenizer giving the same ids: GPT-2's byte-level alphabet with no
+        merges (byte b is id b), the specials added after it as 256, 257, ..."""
+        vocab = {char: byte for byte, char in byte_alphabet().items()}
+        tok = HFTokenizer(models.BPE(vocab=vocab, merges=[]))
+        tok.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)
+        tok.decoder = decoders.ByteLevel()
+        tok.add_special_tokens(self.specials)
+        eos = {"eos_token": END_OF_TEXT} if END_OF_TEXT in self.specials else {}
+        return as_transformers(tok, eos, chat_template)
+
+
+def byte_alphabet() -> dict[int, str]:
+    """GPT-2's printable character for each byte (what byte-level BPE tokenizers store)."""
+    printable = [*range(ord("!"), ord("~") + 1), *range(ord("¡"), ord("¬") + 1)]
+    printable += range(ord("®"), ord("ÿ") + 1)
+    others = [b for b in range(256) if b not in printable]
+    return {
+        **{b: chr(b) for b in printable},
+        **{b: chr(256 + n) for n, b in enumerate(others)},
+    }
+
+
+def as_transformers(hf: HFTokenizer, specials: dict[str, str], chat_template: str | None = None):
+    """A transformers PreTrainedTokenizerFast over (a copy of) `hf`, with its special tokens."""
+    from transformers import PreTrainedTokenizerFast
+
+    return PreTrainedTokenizerFast(
+        tokenizer_object=HFTokenizer.from_str(hf.to_str()), chat_template=chat_template, **specials
+    )

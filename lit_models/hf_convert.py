@@ -518,14 +518,20 @@ def hf_tensors(gpt: torch.nn.Module, family: Family, config) -> dict[str, torch.
     return out
 
 
-def save_hf(gpt: torch.nn.Module, folder: Path) -> str:
+def save_hf(gpt: torch.nn.Module, folder: Path, tokenizer=None) -> str:
     """Write `gpt` into the (new, empty) `folder` as transformers' AutoModelForCausalLM reads it
-    (config.json, model.safetensors) and, when the GPT came from a Hugging Face folder, that
-    folder's tokenizer beside it; returns the class written."""
+    (config.json, model.safetensors) and beside it the tokenizer of the Hugging Face folder
+    the GPT came from, else `tokenizer` (transformers', from the data) when given; returns
+    the class written."""
     from safetensors.torch import save_file
 
     source = Path(gpt.hf_source) if getattr(gpt, "hf_source", None) else None
     special_ids = source_special_ids(source, gpt.hparams["vocab_size"])
+    if special_ids is not None:
+        tokenizer = None  # same vocabulary as the source: its own files are copied
+    elif tokenizer is not None:
+        roles = ("bos", "eos", "pad")
+        special_ids = {f"{r}_token_id": getattr(tokenizer, f"{r}_token_id") for r in roles}
     family, config = hf_config(gpt.hparams, special_ids)
     config.architectures = [family.architecture]
     tensors = hf_tensors(gpt, family, config)
@@ -533,7 +539,9 @@ def save_hf(gpt: torch.nn.Module, folder: Path) -> str:
     config.dtype = str(next(iter(dtypes))).removeprefix("torch.") if len(dtypes) == 1 else None
     config.save_pretrained(folder)
     save_file(tensors, folder / "model.safetensors", metadata={"format": "pt"})
-    if special_ids is not None:  # same vocabulary as the source: its tokenizer fits
+    if tokenizer is not None:
+        tokenizer.save_pretrained(folder)
+    elif special_ids is not None:
         for name in FILES_BESIDE_THE_WEIGHTS:
             if (source / name).is_file():
                 shutil.copy2(source / name, folder / name)

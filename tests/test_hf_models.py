@@ -370,6 +370,7 @@ def save_gpt_checkpoint(model: GPT, path, **extra) -> None:
 
 
 CHAT = ["--config", config("gpt_chat_pretrain.yaml"), "--data.init_args.block_size=32"]
+TINY = ["--model.init_args.n_layer=1", "--model.init_args.n_head=2", "--model.init_args.n_embd=32"]
 QUICK = [
     "--data.init_args.batch_size=4",
     "--trainer.max_steps=4",
@@ -435,3 +436,42 @@ def test_export_hf_refuses_what_it_cannot_write(tmp_path):
     )
     assert proc.returncode == 2 and "is not an exported model folder" in proc.stderr
     assert (tmp_path / "taken" / "notes.txt").read_text() == "mine"
+
+
+def test_a_suite_gpt_exports_with_its_data_tokenizer(tmp_path):
+    """A GPT trained on the chat corpus's byte tokenizer, exported: transformers' AutoTokenizer
+    of the folder gives the data's ids (its chat template the data's prompt), and the model
+    continues a prompt as the checkpoint does."""
+    from datamodules.chat import ChatDataModule, chat_prompt
+    from lit_models.modules.decoding import generate
+
+    chat = [*CHAT, "--data.init_args.format=chat"]  # trained on the chat template
+    run_cli("fit", *chat, *QUICK, *TINY)
+    (ckpt,) = tmp_path.glob("csv/**/checkpoints/last.ckpt")
+    proc = run_cli("export_hf", *chat, "--ckpt_path", str(ckpt))
+    assert "GPT2LMHeadModel written to" in proc.stdout and "with its tokenizer" in proc.stdout
+    out = ckpt.parent / "last_hf"
+    tokenizer = transformers.AutoTokenizer.from_pretrained(out)
+    model = transformers.AutoModelForCausalLM.from_pretrained(out).eval()
+    data = ChatDataModule()
+    message = [{"role": "user", "content": "What is AI? é"}]
+    prompt = tokenizer.apply_chat_template(message, tokenize=False, add_generation_prompt=True)
+    assert prompt == chat_prompt("What is AI? é")
+    ids = tokenizer(prompt)["input_ids"]
+    assert ids == data.encode(prompt)
+    assert model.config.eos_token_id == data.tokenizer.token_to_id("<|endoftext|>")
+    tuned = GPT.load_from_checkpoint(ckpt).eval()
+    out_ids = model.generate(torch.tensor([ids]), max_new_tokens=8, do_sample=False)
+    assert out_ids[0, len(ids) :].tolist() == generate(tuned, [ids], max_new_tokens=8)[0]
+
+
+@pytest.mark.parametrize("kind", ["char", "word", "bpe"])
+def test_the_corpus_tokenizers_as_transformers_give_the_same_ids(kind):
+    from datamodules.tokenizers import train_tokenizer
+
+    lines = ["The cat sat on the mat.\n", "Ünïcode and 日本語 too\n"] * 10
+    ours = train_tokenizer(kind, lines, bpe_vocab_size=300)
+    theirs = ours.to_transformers()
+    for text in ["The mat sat on the cat.", "too Ünïcode"]:
+        ids = theirs(text)["input_ids"]
+        assert ids == ours.encode(text) and theirs.decode(ids) == ours.decode(ids)

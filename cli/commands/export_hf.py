@@ -25,8 +25,9 @@ def export_hf(
     """Write a GPT checkpoint as a Hugging Face model folder (config.json, model.safetensors):
     LlamaForCausalLM for norm=rmsnorm, positional=rope, mlp=swiglu (Qwen2ForCausalLM with
     attention_bias and no other biases), GPT2LMHeadModel for norm=layernorm, learned or
-    sinusoidal positions and mlp=gelu or gelu_tanh. A GPT that came from a Hugging Face folder
-    (model.init_from) gets that folder's tokenizer files beside it.
+    sinusoidal positions and mlp=gelu or gelu_tanh. Beside it the tokenizer: the files of the
+    Hugging Face folder the GPT came from (model.init_from), else the data's own tokenizer
+    as transformers' (same ids; the chat corpus's template as its chat template).
 
     Args:
         ckpt_path: a GPT checkpoint (of fit, or merge_lora's merged.ckpt).
@@ -45,25 +46,23 @@ def export_hf(
     checkpoint = load_weights(model, ckpt_path)
     model.on_load_checkpoint(checkpoint)  # where its weights came from: the tokenizer's folder
     path = Path(output) if output else Path(ckpt_path).parent / f"{Path(ckpt_path).stem}_hf"
-    write_hf_folder(model, path)
+    write_hf_folder(model, path, datamodule)
     return str(path)
 
 
-def write_hf_folder(gpt, path: Path) -> None:
+def write_hf_folder(gpt, path: Path, datamodule: L.LightningDataModule | None = None) -> None:
     """`gpt` as a Hugging Face folder at `path`, replaced whole and atomically (export_hf, and
-    merge_lora --format hf)."""
+    merge_lora --format hf), with the tokenizer its weights came with or the data's."""
     from lit_models.hf_convert import save_hf
 
     if path.exists() and not (path / "config.json").is_file():
         raise UserError(
             f"--output {path} exists and is not an exported model folder: give another --output."
         )
+    data_tokenizer = getattr(datamodule, "transformers_tokenizer", None)
     with atomic_folder(path) as tmp:  # an interrupted export never leaves half a folder
-        architecture = save_hf(gpt.cpu(), tmp)
+        architecture = save_hf(gpt.cpu(), tmp, data_tokenizer() if data_tokenizer else None)
     tokenizer = (path / "tokenizer_config.json").is_file() or (path / "tokenizer.json").is_file()
-    print(f"{architecture} written to {path}")
+    print(f"{architecture} written to {path}" + (" with its tokenizer" if tokenizer else ""))
     if not tokenizer:
-        print(
-            "no tokenizer written beside it: the model did not come from a Hugging Face "
-            "folder with one (the suite's own tokenizers are not exported yet)."
-        )
+        print("no tokenizer written beside it: the data of this config has none to export.")

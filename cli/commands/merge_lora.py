@@ -56,7 +56,7 @@ def merge_lora(
     beside = Path(ckpt_path).parent / ("merged_hf" if format == "hf" else "merged.ckpt")
     path = Path(output) if output else beside
     if format == "hf":
-        write_hf_folder(merged, path)
+        write_hf_folder(merged, path, datamodule)
     else:
         write_checkpoint(merged, model, datamodule, ckpt_path, path)
     trainable, _ = model.parameter_counts()
