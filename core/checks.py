@@ -1,5 +1,5 @@
 """The checks every constructor makes of the settings it reads, each naming the key
-(`model.n_head`, `data.batch_size`) and what its value must be, so that a bad setting stops
+(`model.init_args.n_head`, `data.init_args.batch_size`) and what its value must be, so that a bad setting stops
 the run before any data is read or any step is trained, as one message (exit status 2):
 
     require_positive("model", n_layer=n_layer, n_embd=n_embd)    integers >= 1

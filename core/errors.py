@@ -14,7 +14,7 @@ class SettingError(UserError, ValueError):
 
 
 def require_positive(section: str, **values: int) -> None:
-    """Stop at the first of `values` below 1, naming its key (`data.batch_size`, ...)."""
+    """Stop at the first of `values` below 1, naming its key (`data.init_args.batch_size`, ...)."""
     for name, value in values.items():
         if not value >= 1:  # `not >=`: NaN fails too
             raise SettingError(f"{section}.{name} must be a positive integer, got {value}.")

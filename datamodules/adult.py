@@ -444,7 +444,7 @@ def _check_columns(
         unknown = [f for f in cross if f not in fields]
         if len(cross) < 2 or unknown:
             raise UserError(
-                f"data.crosses: {list(cross)} must name at least two fields, each a categorical "
+                f"data.init_args.crosses: {list(cross)} must name at least two fields, each a categorical "
                 f"column or a bucketized one; "
                 + (f"{', '.join(map(repr, unknown))} is not one. " if unknown else "")
                 + f"Fields: {', '.join(sorted(fields))}."

@@ -207,7 +207,9 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         require_non_negative("data", num_workers=num_workers)
         check_pretrained_setting(tokenizer, pretrained_tokenizer)
         if dataset and data_dir:
-            raise UserError("data.dataset and data.data_dir both name conversations: give one.")
+            raise UserError(
+                "data.init_args.dataset and data.init_args.data_dir both name conversations: give one."
+            )
         self.save_hyperparameters()
         self.language, self.format = language, format
         self.data_dir = Path(data_dir).expanduser() if data_dir else None
@@ -226,8 +228,8 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         self.uses_template = self.tokenizer.chat_template is not None
         if format == "chat" and not self.uses_template:
             raise UserError(
-                f"data.pretrained_tokenizer {pretrained_tokenizer} has no chat template (a base "
-                "model's tokenizer): use data.format=plain, or the tokenizer of a chat model."
+                f"data.init_args.pretrained_tokenizer {pretrained_tokenizer} has no chat template (a base "
+                "model's tokenizer): use data.init_args.format=plain, or the tokenizer of a chat model."
             )
         # A reply ends where the template ends an assistant turn (<|im_end|>, <|eot_id|>).
         turn_end = end_of_turn_id(self.tokenizer) if format == "chat" else None
@@ -285,7 +287,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         if self.data_dir is not None:
             if not self.data_dir.is_dir():
                 raise DataError(
-                    f"chat: data.data_dir {self.data_dir} is not a folder; point it at a folder of "
+                    f"chat: data.init_args.data_dir {self.data_dir} is not a folder; point it at a folder of "
                     f"conversation files (YAML with `conversations:`, or JSONL), or leave it unset "
                     f"to read the chatterbot-corpus package."
                 )
@@ -293,7 +295,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
             if not found:
                 raise DataError(
                     f"chat: no conversation files in {self.data_dir} (looked for "
-                    f"{' '.join(self.file_patterns)}); put .yml/.yaml/.jsonl files there or set data.files."
+                    f"{' '.join(self.file_patterns)}); put .yml/.yaml/.jsonl files there or set data.init_args.files."
                 )
             return found
         try:
@@ -301,7 +303,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         except ImportError:
             raise DataError(
                 "chat: the chatterbot-corpus package is not installed; `pip install chatterbot-corpus` "
-                "(it is a dependency of this project: `pip install -e .`), or set data.data_dir to "
+                "(it is a dependency of this project: `pip install -e .`), or set data.init_args.data_dir to "
                 "a folder of conversation files."
             ) from None
         root = Path(chatterbot_corpus.__file__).parent / "data"
@@ -309,7 +311,7 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         if not folder.is_dir():
             known = sorted(p.name for p in root.iterdir() if p.is_dir())
             raise UserError(
-                f"data.language={self.language!r} is not in chatterbot-corpus; choose one of {', '.join(known)}."
+                f"data.init_args.language={self.language!r} is not in chatterbot-corpus; choose one of {', '.join(known)}."
             )
         return sorted(folder.glob("*.yml"))
 
@@ -373,8 +375,8 @@ class ChatDataModule(SplitLoaders, L.LightningDataModule):
         self.test_set = self.val_set
         if len(self.train_set) < self.batch_size:
             raise UserError(
-                f"chat: {len(self.train_set)} training sequences, fewer than data.batch_size="
-                f"{self.batch_size}; lower data.batch_size."
+                f"chat: {len(self.train_set)} training sequences, fewer than data.init_args.batch_size="
+                f"{self.batch_size}; lower data.init_args.batch_size."
             )
 
     def collate_fn(self):

@@ -136,9 +136,9 @@ def read_hub_dataset(name: str) -> list[list[Message]]:
     """The `messages` of every row of a Hugging Face dataset's train split (downloaded)."""
     if hub_offline():
         raise DataError(
-            f"chat: data.dataset {name} is read from the Hugging Face hub, and "
+            f"chat: data.init_args.dataset {name} is read from the Hugging Face hub, and "
             "HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set. Offline, write its conversations "
-            'as JSONL, one {"messages": [...]} a line, into a folder and give data.data_dir.'
+            'as JSONL, one {"messages": [...]} a line, into a folder and give data.init_args.data_dir.'
         )
     import datasets
 
@@ -146,13 +146,13 @@ def read_hub_dataset(name: str) -> list[list[Message]]:
         rows = datasets.load_dataset(name, split="train")
     except Exception as err:  # no network, no such dataset, no train split
         raise DataError(
-            f"chat: data.dataset {name} cannot be read ({type(err).__name__}: {err})."
+            f"chat: data.init_args.dataset {name} cannot be read ({type(err).__name__}: {err})."
         ) from None
     conversations = []
     for n, row in enumerate(rows, start=1):
         if "messages" not in row:
             raise DataError(
-                f"chat: data.dataset {name} has no `messages` column (row {n} has "
+                f"chat: data.init_args.dataset {name} has no `messages` column (row {n} has "
                 f"{', '.join(row) or 'none'}); the chat format needs one."
             )
         conversations.append(parse_messages(row["messages"], f"{name}: row {n}"))

@@ -57,7 +57,9 @@ class CorpusFolder:
 
     def _fetch_or_fail(self) -> None:
         if not self.download:
-            raise DataError(self._missing_message("downloading is off (data.download=false)"))
+            raise DataError(
+                self._missing_message("downloading is off (data.init_args.download=false)")
+            )
         if hub_offline():
             raise DataError(self._missing_message("HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set"))
         if not reachable(self.source_url):
@@ -78,7 +80,7 @@ class CorpusFolder:
         looked = ", ".join(self.expected_files())
         return (
             f"{self.corpus}: corpus not found in {self.data_dir} (looked for {looked}), and {why}.\n"
-            f"Provide it by putting those files there, by pointing data.data_dir (or the DATA_DIR "
+            f"Provide it by putting those files there, by pointing data.init_args.data_dir (or the DATA_DIR "
             f"environment variable, which holds one folder per corpus) at a copy, or by running "
             f"once with a network so that it is downloaded."
         )

@@ -122,7 +122,7 @@ class ContiguousColumns(ResumableStream):
         if n_targets < columns:
             raise UserError(
                 f"a split of {len(split)} tokens cannot fill {columns} parallel streams "
-                f"(data.batch_size x devices): lower data.batch_size / data.eval_batch_size."
+                f"(data.init_args.batch_size x devices): lower data.init_args.batch_size / data.init_args.eval_batch_size."
             )
         self.bptt = bptt
         self._start = 0  # the batch the next pass starts with
@@ -228,11 +228,11 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         require_non_negative("data", num_workers=num_workers)
         if not 0.0 < dedup_threshold <= 1.0:
             raise UserError(
-                f"data.dedup_threshold must be a Jaccard similarity in (0, 1], got {dedup_threshold}."
+                f"data.init_args.dedup_threshold must be a Jaccard similarity in (0, 1], got {dedup_threshold}."
             )
         if dedup_num_perm < 2 or dedup_shingle_size < 1:
             raise UserError(
-                f"data.dedup_num_perm must be at least 2 and data.dedup_shingle_size at least 1, "
+                f"data.init_args.dedup_num_perm must be at least 2 and data.init_args.dedup_shingle_size at least 1, "
                 f"got {dedup_num_perm} and {dedup_shingle_size}."
             )
         check_pretrained_setting(tokenizer, pretrained_tokenizer)
@@ -469,8 +469,8 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         train = self.encoded("train")
         if len(train) < self.block_size + 1:
             raise UserError(
-                f"data.block_size={self.block_size} is longer than the {self.corpus} train split "
-                f"({len(train)} tokens): lower data.block_size below {len(train)}."
+                f"data.init_args.block_size={self.block_size} is longer than the {self.corpus} train split "
+                f"({len(train)} tokens): lower data.init_args.block_size below {len(train)}."
             )
         if self.batching == "contiguous":  # recurrent models: parallel streams, in order
             rank = self.trainer.global_rank if self.trainer is not None else 0

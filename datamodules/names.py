@@ -211,7 +211,7 @@ class NamesDataModule(SplitLoaders, L.LightningDataModule):
         if self.path.name != FILE_NAME:
             self._missing(f"only makemore's {FILE_NAME} can be downloaded")
         if not self.download:
-            self._missing("downloading is off (data.download=false)")
+            self._missing("downloading is off (data.init_args.download=false)")
         if hub_offline():
             self._missing("HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set")
         if not reachable(SOURCE_URL):
@@ -227,7 +227,7 @@ class NamesDataModule(SplitLoaders, L.LightningDataModule):
         raise DataError(
             f"names: {self.path} not found, and {why}.\n"
             f"Provide it by putting a names file there (one lowercase name per line, such as "
-            f"makemore's {SOURCE_URL}), by pointing data.data_dir (or the {DATA_DIR_ENV} "
+            f"makemore's {SOURCE_URL}), by pointing data.init_args.data_dir (or the {DATA_DIR_ENV} "
             f"environment variable) at the folder that holds it, or by running once with a "
             f"network so that it is downloaded."
         )

@@ -1,7 +1,7 @@
 """A Hugging Face model's own tokenizer (`tokenizer: pretrained`), so that the data speaks the
 vocabulary of a model loaded with `model.init_args.init_from`.
 
-`data.pretrained_tokenizer` names a folder (the model's, or one with only its
+`data.init_args.pretrained_tokenizer` names a folder (the model's, or one with only its
 tokenizer files) or a hub id; transformers' `AutoTokenizer` reads it. Offline, a hub id must
 already be in the local cache: otherwise the run stops at once and says where to put the
 files. The tokenizer is never trained or copied into the suite's cache: its files are its
@@ -24,7 +24,7 @@ from core.errors import DataError, UserError
 from core.hub import local_copy, pretrained_tokenizer_name, tokenizer_identity
 from datamodules.tokenizers import EncodedSplit
 
-SETTING = "data.pretrained_tokenizer"
+SETTING = "data.init_args.pretrained_tokenizer"
 
 
 class PretrainedTokenizer:
@@ -173,11 +173,11 @@ def check_pretrained_setting(tokenizer: str, pretrained_tokenizer: str | None) -
     """`tokenizer: pretrained` and `pretrained_tokenizer` go together."""
     if tokenizer == "pretrained" and not pretrained_tokenizer:
         raise UserError(
-            "data.tokenizer=pretrained needs data.pretrained_tokenizer: the Hugging Face "
+            "data.init_args.tokenizer=pretrained needs data.init_args.pretrained_tokenizer: the Hugging Face "
             "model's folder (or a hub id in the local cache) whose tokenizer reads the text."
         )
     if pretrained_tokenizer and tokenizer != "pretrained":
         raise UserError(
-            f"data.pretrained_tokenizer is set but data.tokenizer={tokenizer}: set "
-            "data.tokenizer=pretrained to use it, or remove data.pretrained_tokenizer."
+            f"data.init_args.pretrained_tokenizer is set but data.init_args.tokenizer={tokenizer}: set "
+            "data.init_args.tokenizer=pretrained to use it, or remove data.init_args.pretrained_tokenizer."
         )

@@ -252,7 +252,7 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         file's vector for word i where the file has it (zeros elsewhere; the model keeps its
         random init there). Cached by the vector file and the vocabulary settings."""
         if not self.word_vectors.is_file():
-            raise UserError(f"data.word_vectors: {self.word_vectors} is not a file.")
+            raise UserError(f"data.init_args.word_vectors: {self.word_vectors} is not a file.")
         cache = DerivedFiles(
             self.corpus,
             [self.word_vectors, *self.files.values()],

@@ -180,7 +180,7 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
                 raise UserError(f"data.{name}={lang!r}: {self.corpus} holds {known}.")
         if source_lang == target_lang:
             raise UserError(
-                f"data.source_lang and data.target_lang are both {source_lang!r}; pick two of {known}."
+                f"data.init_args.source_lang and data.init_args.target_lang are both {source_lang!r}; pick two of {known}."
             )
         require_positive(
             "data",
@@ -192,7 +192,9 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         require_positive_or_none("data", eval_batch_size=eval_batch_size)
         require_non_negative("data", num_workers=num_workers)
         if tokenizer == "bpe" and bpe_vocab_size <= len(TRANSLATION_SPECIALS):
-            raise UserError(f"data.bpe_vocab_size={bpe_vocab_size} leaves no room for text.")
+            raise UserError(
+                f"data.init_args.bpe_vocab_size={bpe_vocab_size} leaves no room for text."
+            )
         self.save_hyperparameters()
         self.data_dir = resolve_data_dir(data_dir, self.corpus)
         self.source_lang, self.target_lang = source_lang, target_lang
@@ -324,8 +326,8 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
             dropped = len(ids[src]) - len(kept)
             if not kept:
                 raise UserError(
-                    f"{self.corpus}: every train pair is longer than data.max_length="
-                    f"{self.max_length} tokens on one side; raise data.max_length."
+                    f"{self.corpus}: every train pair is longer than data.init_args.max_length="
+                    f"{self.max_length} tokens on one side; raise data.init_args.max_length."
                 )
             if dropped:
                 log.info(

@@ -123,7 +123,7 @@ class WikiText2DataModule(LanguageModelingDataModule):
         msg = super()._missing_message(why)
         mini = self.data_dir.parent / "wikitext-2-mini"
         if mini.is_dir() and mini != self.data_dir:
-            msg += f"\nA stand-in with the same format is at {mini}: add --data.data_dir={mini}"
+            msg += f"\nA stand-in with the same format is at {mini}: add --data.init_args.data_dir={mini}"
         return msg
 
     def fetch(self) -> None:

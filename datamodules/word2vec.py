@@ -285,13 +285,13 @@ class Word2VecDataModule(L.LightningDataModule):
         if not kept:
             top = max(counts.values(), default=0)
             raise UserError(
-                f"data.min_count={self.min_count} leaves an empty vocabulary: no word of the "
+                f"data.init_args.min_count={self.min_count} leaves an empty vocabulary: no word of the "
                 f"{self.corpus} train split ({self.reader.data_dir}) occurs that often (the most "
-                f"frequent occurs {top} times). Lower data.min_count."
+                f"frequent occurs {top} times). Lower data.init_args.min_count."
             )
         if self.negative == 0 and len(kept) < 2:
             raise UserError(
-                "hierarchical softmax (data.negative=0) needs at least two words in the vocabulary."
+                "hierarchical softmax (data.init_args.negative=0) needs at least two words in the vocabulary."
             )
         self._words = [w for w, _ in kept]
         self._counts = np.array([c for _, c in kept], dtype=np.int64)

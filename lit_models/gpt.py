@@ -278,9 +278,9 @@ class GPT(LanguageModel):
             check_data_tokenizer(
                 self,
                 self.init_from_tokenizer,
-                f"model.init_from {self.hf_source}",
-                "Tokenize the data with the model's own tokenizer (data.tokenizer: pretrained, "
-                "data.pretrained_tokenizer: the model's folder).",
+                f"model.init_args.init_from {self.hf_source}",
+                "Tokenize the data with the model's own tokenizer (data.init_args.tokenizer: pretrained, "
+                "data.init_args.pretrained_tokenizer: the model's folder).",
             )
 
     # --- where the weights came from: a Hugging Face folder (export_hf copies its tokenizer) --
@@ -296,8 +296,8 @@ def check_settings(hp: SimpleNamespace) -> None:
     """Settings that cannot build a model, named as the config names them."""
     if hp.vocab_size is None or hp.block_size is None:
         raise UserError(
-            "model.vocab_size and model.block_size are not set: the datamodule sets them "
-            "(linked by the CLI), or model.init_from does."
+            "model.init_args.vocab_size and model.init_args.block_size are not set: the datamodule sets them "
+            "(linked by the CLI), or model.init_args.init_from does."
         )
     require_positive(
         "model", vocab_size=hp.vocab_size, block_size=hp.block_size, n_layer=hp.n_layer
@@ -310,12 +310,12 @@ def check_settings(hp: SimpleNamespace) -> None:
         require_divisor("model", "n_kv_head", hp.n_kv_head, "n_head", hp.n_head)
     if hp.positional == "rope" and (hp.n_embd // hp.n_head) % 2:
         raise UserError(
-            f"model.positional=rope rotates pairs of dimensions: the head size n_embd / n_head = {hp.n_embd // hp.n_head} must be even."
+            f"model.init_args.positional=rope rotates pairs of dimensions: the head size n_embd / n_head = {hp.n_embd // hp.n_head} must be even."
         )
     if hp.rope_scaling:
         if hp.positional != "rope":
             raise UserError(
-                f"model.rope_scaling scales rotary frequencies: it needs positional=rope, not "
+                f"model.init_args.rope_scaling scales rotary frequencies: it needs positional=rope, not "
                 f"{hp.positional}."
             )
         check_rope_scaling(hp.rope_scaling)

@@ -127,10 +127,10 @@ class Pretrained:
     family: Family
     settings: dict[str, Any]  # the GPT's arguments its config.json sets
     tensors: dict[str, torch.Tensor]  # by HF name, checked against the config
-    where: str = "model.init_from"  # the config key that named it, for messages
+    where: str = "model.init_args.init_from"  # the config key that named it, for messages
 
 
-def read_pretrained(init_from: str, key: str = "model.init_from") -> Pretrained:
+def read_pretrained(init_from: str, key: str = "model.init_args.init_from") -> Pretrained:
     """The model at `init_from` (a folder or a cached hub id), checked; UserError otherwise."""
     folder = resolve_folder(init_from, key)
     where = f"{key} {init_from}"
@@ -163,7 +163,7 @@ def hub_revision(folder: str | Path) -> str | None:
     return path.name if path.parent.name == "snapshots" else None
 
 
-def resolve_folder(init_from: str, key: str = "model.init_from") -> Path:
+def resolve_folder(init_from: str, key: str = "model.init_args.init_from") -> Path:
     """A local folder, or the local copy of a hub id (downloaded first when online)."""
     files = "the model's files (config.json, model.safetensors and the tokenizer's)"
     return local_copy(init_from, key, files)
@@ -391,14 +391,14 @@ def fit_to_data(pretrained: Pretrained, vocab_size: int | None, block_size: int 
         raise UserError(
             f"{where} has a vocabulary of {settings['vocab_size']} tokens, the data "
             f"{vocab_size}: the token ids would mean other tokens. Use data tokenized with the "
-            "model's own tokenizer (data.tokenizer: pretrained, data.pretrained_tokenizer: the "
+            "model's own tokenizer (data.init_args.tokenizer: pretrained, data.init_args.pretrained_tokenizer: the "
             "model's folder)."
         )
     if block_size is not None:
         if block_size > settings["block_size"]:
             raise UserError(
                 f"{where} has a context of {settings['block_size']} positions, shorter than "
-                f"data.block_size={block_size}: lower data.init_args.block_size to "
+                f"data.init_args.block_size={block_size}: lower data.init_args.block_size to "
                 f"{settings['block_size']} or less."
             )
         settings["block_size"] = block_size

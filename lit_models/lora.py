@@ -73,7 +73,7 @@ class LoRAGPT(LanguageModel):
             base: the model to adapt: a GPT checkpoint written by `python main.py fit` (its
                 .ckpt, e.g. the run folder's checkpoints/last.ckpt of
                 configs/gpt_chat_pretrain.yaml), or a Hugging Face model, a folder or a hub
-                id (GPT-2, LLaMA or Qwen2 family, as model.init_from of lit_models.GPT).
+                id (GPT-2, LLaMA or Qwen2 family, as model.init_args.init_from of lit_models.GPT).
             rank, alpha, dropout: LoRA's r, scaling numerator (update scaled by alpha / r)
                 and the dropout on the adapter's input.
             target_modules: what to adapt: projections by name, in_proj, out_proj
@@ -100,7 +100,7 @@ class LoRAGPT(LanguageModel):
         adapted = read_base(base, vocab_size, block_size)
         if base_sha256 and base_sha256 != adapted.sha256:
             raise UserError(
-                f"model.base {base} has changed since the adapter was trained (sha256 "
+                f"model.init_args.base {base} has changed since the adapter was trained (sha256 "
                 f"{adapted.sha256[:12]}, expected {base_sha256[:12]}). Use the base it was "
                 "trained on."
             )
@@ -174,12 +174,14 @@ class LoRAGPT(LanguageModel):
         # The base's run recorded its datamodule's tokenizer (ChatDataModule.state_dict), a
         # Hugging Face base has its own beside its weights.
         fix = (
-            "Tokenize the data with the model's own tokenizer (data.tokenizer: pretrained, "
-            "data.pretrained_tokenizer: the base's folder)."
+            "Tokenize the data with the model's own tokenizer (data.init_args.tokenizer: pretrained, "
+            "data.init_args.pretrained_tokenizer: the base's folder)."
             if self.base_tokenizer and self.base_tokenizer.startswith("pretrained:")
             else "Use the data (and tokenizer) the base was trained on."
         )
-        check_data_tokenizer(self, self.base_tokenizer, f"model.base {self.hparams.base}", fix)
+        check_data_tokenizer(
+            self, self.base_tokenizer, f"model.init_args.base {self.hparams.base}", fix
+        )
 
     def on_fit_start(self) -> None:
         trainable, total = self.parameter_counts()
@@ -205,7 +207,7 @@ class LoRAGPT(LanguageModel):
         if reference.get("sha256") not in (None, self.hparams.base_sha256):
             raise UserError(
                 f"this adapter was trained on {reference.get('path')} (sha256 "
-                f"{reference['sha256'][:12]}), but model.base now is "
+                f"{reference['sha256'][:12]}), but model.init_args.base now is "
                 f"{self.hparams.base} (sha256 {self.hparams.base_sha256[:12]}): "
                 f"the base has changed. Use the base it was trained on."
             )
@@ -230,9 +232,9 @@ class Base:
 
 
 def read_base(base: str | None, vocab_size: int | None, block_size: int | None) -> Base:
-    """The GPT named by model.base, checked against the data; a clear UserError otherwise."""
+    """The GPT named by model.init_args.base, checked against the data; a clear UserError otherwise."""
     if not base:
-        raise UserError(f"model.base is not set. {PRETRAIN_FIRST}.")
+        raise UserError(f"model.init_args.base is not set. {PRETRAIN_FIRST}.")
     path = Path(base).expanduser()
     if path.is_file() or path.suffix == ".ckpt":
         checkpoint = read_base_checkpoint(base)
@@ -240,7 +242,7 @@ def read_base(base: str | None, vocab_size: int | None, block_size: int | None) 
         reference = {"base": base, "path": str(path.resolve()), "revision": None}
         gpt = build_gpt(checkpoint["hparams"], checkpoint["state_dict"])
         return Base(gpt, checkpoint["sha256"], reference, checkpoint["tokenizer"])
-    pretrained = hf_convert.read_pretrained(base, key="model.base")
+    pretrained = hf_convert.read_pretrained(base, key="model.init_args.base")
     # dropout 0: the imported models train without it (LLaMA's attention_dropout is 0)
     hparams = {**hf_convert.fit_to_data(pretrained, vocab_size, block_size), "dropout": 0.0}
     gpt = build_gpt(hparams, state_dict=None)
@@ -294,12 +296,12 @@ def read_base_checkpoint(path: str) -> dict:
     and the tokenizer its datamodule recorded (if any); a clear UserError otherwise."""
     file = Path(path).expanduser()
     if not file.is_file():
-        raise UserError(f"model.base {file}: no such file. {PRETRAIN_FIRST}.")
+        raise UserError(f"model.init_args.base {file}: no such file. {PRETRAIN_FIRST}.")
     try:
         ckpt = torch.load(file, map_location="cpu", weights_only=True)
     except Exception as err:  # truncated file, not a checkpoint at all, ...
         raise UserError(
-            f"model.base {file}: not a readable checkpoint ({type(err).__name__})."
+            f"model.init_args.base {file}: not a readable checkpoint ({type(err).__name__})."
         ) from None
     hparams = dict(ckpt.get("hyper_parameters") or {}) if isinstance(ckpt, dict) else {}
     class_path = hparams.pop("_class_path", None)
@@ -308,7 +310,7 @@ def read_base_checkpoint(path: str) -> dict:
         what = class_path or "no model class recorded"
         hint = " (an adapter: merge it with `merge_lora` first)" if "LoRA" in str(what) else ""
         raise UserError(
-            f"model.base {file}: not a GPT checkpoint ({what}){hint}. Give a "
+            f"model.init_args.base {file}: not a GPT checkpoint ({what}){hint}. Give a "
             f"checkpoint written by `python main.py fit` with lit_models.GPT, or a Hugging "
             f"Face model's folder."
         )
@@ -339,7 +341,7 @@ def read_base_checkpoint(path: str) -> dict:
 
 def check_base_fits(base: dict, vocab_size: int | None, block_size: int | None) -> None:
     """The data must speak the base's token ids and fit its context."""
-    hp, where = base["hparams"], f"model.base {base['path']}"
+    hp, where = base["hparams"], f"model.init_args.base {base['path']}"
     if vocab_size is not None and vocab_size != hp.get("vocab_size"):
         raise UserError(
             f"{where} has a vocabulary of {hp.get('vocab_size')} tokens, the data {vocab_size}: "
@@ -348,7 +350,7 @@ def check_base_fits(base: dict, vocab_size: int | None, block_size: int | None) 
     if block_size is not None and block_size > hp.get("block_size", 0):
         raise UserError(
             f"{where} has a context of {hp.get('block_size')} tokens, shorter than "
-            f"data.block_size={block_size}: lower data.init_args.block_size to {hp.get('block_size')} or less."
+            f"data.init_args.block_size={block_size}: lower data.init_args.block_size to {hp.get('block_size')} or less."
         )
 
 
@@ -359,14 +361,14 @@ def require_qlora() -> None:
     """4-bit base weights need a CUDA GPU and bitsandbytes; say so, and how to fix, up front."""
     if not torch.cuda.is_available():
         raise UserError(
-            "model.quantize=4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels do not run "
+            "model.init_args.quantize=4bit (QLoRA) needs a CUDA GPU: bitsandbytes' 4-bit kernels do not run "
             "on this machine. Set model.init_args.quantize=none for plain LoRA, or run on a GPU."
         )
     try:
         import bitsandbytes  # noqa: F401
     except ImportError:
         raise UserError(
-            'model.quantize=4bit (QLoRA) needs bitsandbytes: pip install -e ".[qlora]" '
+            'model.init_args.quantize=4bit (QLoRA) needs bitsandbytes: pip install -e ".[qlora]" '
             "(or pip install bitsandbytes), or set model.init_args.quantize=none."
         ) from None
 

@@ -87,18 +87,20 @@ def gated(gpt: nn.Module) -> bool:
 def check_targets(targets: list[str], gpt: nn.Module) -> None:
     """Targets that overlap, or a role this GPT's FFN does not have, named."""
     if not targets:
-        raise UserError("model.target_modules is empty: name at least one projection or role.")
+        raise UserError(
+            "model.init_args.target_modules is empty: name at least one projection or role."
+        )
     for stacked, parts in (("in_proj", ATTENTION_PARTS), ("fc", GATED_PARTS)):
         asked = [p for p in parts if p in targets]
         if stacked in targets and asked and (stacked == "in_proj" or gated(gpt)):
             raise UserError(
-                f"model.target_modules has {stacked} and {', '.join(asked)}: {stacked} holds "
+                f"model.init_args.target_modules has {stacked} and {', '.join(asked)}: {stacked} holds "
                 f"{', '.join(parts)} already. Give the stacked matrix (one adapter for all its "
                 f"rows) or the roles (one adapter each), not both."
             )
     if "gate" in targets and not gated(gpt):
         raise UserError(
-            f"model.target_modules has gate, but this GPT's feed-forward network is "
+            f"model.init_args.target_modules has gate, but this GPT's feed-forward network is "
             f"mlp={gpt.hparams.get('mlp')}, which has no gate (its roles: up = fc, down = proj)."
         )
 

@@ -114,7 +114,7 @@ class ContextWindowLanguageModel(LanguageModel):
         require_in_range("model", 0, vocab_size, "[)", start_id=start_id)  # a token id
         if any(not 0.0 < m < 1.0 for m in lr_milestones):
             raise UserError(
-                f"model.lr_milestones are fractions of the run, each in (0, 1); got {list(lr_milestones)}."
+                f"model.init_args.lr_milestones are fractions of the run, each in (0, 1); got {list(lr_milestones)}."
             )
         self.block_size = block_size
         self.embedding = nn.Embedding(vocab_size, n_embd)  # C; N(0, 1) as in the lectures
@@ -262,7 +262,7 @@ class WaveNetLanguageModel(ContextWindowLanguageModel):
         if block_size < 2 or block_size & (block_size - 1):
             raise UserError(
                 f"WaveNetLanguageModel fuses pairs of characters level by level, so block_size "
-                f"(data.block_size) must be a power of 2 (2, 4, 8, 16, ...); got {block_size}."
+                f"(data.init_args.block_size) must be a power of 2 (2, 4, 8, 16, ...); got {block_size}."
             )
         require_positive("model", n_hidden=n_hidden)
         require_probability("model", dropout=dropout)

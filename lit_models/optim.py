@@ -56,8 +56,8 @@ def check_warmup_cosine(
     require_non_negative("model", learning_rate=learning_rate, weight_decay=weight_decay)
     if not 0 <= min_learning_rate <= learning_rate:
         raise SettingError(
-            f"model.min_learning_rate={min_learning_rate} must be between 0 and "
-            f"model.learning_rate={learning_rate}."
+            f"model.init_args.min_learning_rate={min_learning_rate} must be between 0 and "
+            f"model.init_args.learning_rate={learning_rate}."
         )
     require_betas("model", betas)
     require_non_negative("model", warmup_steps=warmup_steps)

@@ -7,7 +7,7 @@ embeddings as Press & Wolf 2017 and Inan et al. 2017).
     P(x_{t+1} | x_{<=t}) = softmax(W Dropout(h_t^L) + b)        W = E when tied
 
 Truncated backpropagation through time (Williams & Peng 1990): the datamodule reads each
-split as parallel streams in order (`data.batching: contiguous`, pytorch/examples' batchify),
+split as parallel streams in order (`data.init_args.batching: contiguous`, pytorch/examples' batchify),
 `block_size` steps a batch. The state at the end of a batch starts the next one, detached, so
 the gradient flows back over one batch (the BPTT length) while the state carries the whole
 history. It starts from zeros at each epoch and at each validation or test pass. A checkpoint
@@ -85,7 +85,7 @@ class RNNLanguageModel(LanguageModel):
             n_hidden: width of each recurrent layer.
             tie_weights: share the embedding with the output layer (needs n_hidden == n_embd).
             carry_state: truncated BPTT, the state carried from batch to batch; needs
-                `data.batching: contiguous`. Off: every batch starts from zeros.
+                `data.init_args.batching: contiguous`. Off: every batch starts from zeros.
             optimizer: sgd (pytorch/examples) or adamw (weight decay on matrices only).
             lr_factor, lr_patience: the learning rate is multiplied by `lr_factor` after
                 `lr_patience` + 1 validations in a row without a lower val/loss.
@@ -102,7 +102,7 @@ class RNNLanguageModel(LanguageModel):
         require_non_negative("model", lr_patience=lr_patience)
         if tie_weights and n_hidden != n_embd:
             raise UserError(
-                f"model.tie_weights shares the embedding with the output layer, so n_hidden "
+                f"model.init_args.tie_weights shares the embedding with the output layer, so n_hidden "
                 f"must equal n_embd (got n_hidden={n_hidden}, n_embd={n_embd}): set "
                 f"them equal or tie_weights=false."
             )

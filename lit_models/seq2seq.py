@@ -53,7 +53,7 @@ class RecurrentTranslator(Translator):
         hp = self.hparams
         if not 0.0 <= hp.teacher_forcing_ratio <= 1.0:
             raise SettingError(
-                f"model.teacher_forcing_ratio={hp.teacher_forcing_ratio} must be in [0, 1] "
+                f"model.init_args.teacher_forcing_ratio={hp.teacher_forcing_ratio} must be in [0, 1] "
                 f"(1: always the true previous token)."
             )
         require_positive("model", n_embd=hp.n_embd)

@@ -76,12 +76,14 @@ class TextClassifier(L.LightningModule):
             embedding_dropout: on the word embeddings.
             pretrained_embeddings: a file saved by the datamodule, {"vectors": [vocab_size,
                 n_embd], "found": [vocab_size]}: rows found replace the random init
-                (linked from data.pretrained_embeddings when data.word_vectors is set).
+                (linked from data.init_args.pretrained_embeddings when data.init_args.word_vectors is set).
             freeze_embeddings: keep the embeddings fixed during training.
         """
         super().__init__()
         if not num_classes >= 2:
-            raise SettingError(f"model.num_classes must be at least 2, got {num_classes}.")
+            raise SettingError(
+                f"model.init_args.num_classes must be at least 2, got {num_classes}."
+            )
         require_positive(
             "model", vocab_size=vocab_size, n_embd=n_embd, n_hidden=n_hidden, n_layer=n_layer
         )
@@ -134,7 +136,7 @@ class TextClassifier(L.LightningModule):
             raise UserError(
                 f"pretrained embeddings {path} are {tuple(vectors.shape)} but the model's are "
                 f"{tuple(self.embedding.weight.shape)} (vocabulary x n_embd): set "
-                f"model.n_embd={vectors.size(1)} to match the word vectors"
+                f"model.init_args.n_embd={vectors.size(1)} to match the word vectors"
             )
         with torch.no_grad():
             self.embedding.weight[found] = vectors[found]

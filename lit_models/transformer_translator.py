@@ -93,7 +93,9 @@ class TransformerTranslator(Translator):
         require_divisor("model", "n_head", n_head, "n_embd", n_embd)
         require_probability("model", dropout=dropout)
         if schedule == "noam" and not warmup_steps >= 1:
-            raise SettingError(f"model.warmup_steps={warmup_steps} must be >= 1 for schedule noam.")
+            raise SettingError(
+                f"model.init_args.warmup_steps={warmup_steps} must be >= 1 for schedule noam."
+            )
         require_positive_number("model", lr_factor=lr_factor, eps=eps)
         require_betas("model", betas)
         self.save_hyperparameters()

@@ -59,12 +59,16 @@ class Translator(TextModel):
             if hp[name] < 1:
                 raise UserError(f"model.{name}={hp[name]} must be >= 1 (1 is greedy decoding).")
         if not 0.0 <= hp.label_smoothing < 1.0:
-            raise UserError(f"model.label_smoothing={hp.label_smoothing} must be in [0, 1).")
+            raise UserError(
+                f"model.init_args.label_smoothing={hp.label_smoothing} must be in [0, 1)."
+            )
         if hp.max_new_tokens is not None and hp.max_new_tokens < 1:
-            raise UserError(f"model.max_new_tokens={hp.max_new_tokens} must be >= 1 or null.")
+            raise UserError(
+                f"model.init_args.max_new_tokens={hp.max_new_tokens} must be >= 1 or null."
+            )
         if len({hp.pad_id, hp.bos_id, hp.eos_id}) != 3:
             raise UserError(
-                f"model.pad_id, bos_id and eos_id must differ (got {hp.pad_id}, {hp.bos_id}, "
+                f"model.init_args.pad_id, bos_id and eos_id must differ (got {hp.pad_id}, {hp.bos_id}, "
                 f"{hp.eos_id}); the datamodules use 0, 1 and 2."
             )
         require_in_range(

@@ -149,11 +149,13 @@ class WideDeep(L.LightningModule):
         super().__init__()
         n_hidden = [100, 50] if n_hidden is None else list(n_hidden)
         if not all(h >= 1 for h in n_hidden):
-            raise SettingError(f"model.n_hidden must list positive layer widths, got {n_hidden}.")
+            raise SettingError(
+                f"model.init_args.n_hidden must list positive layer widths, got {n_hidden}."
+            )
         require_positive("model", n_embd=n_embd, wide_dim=wide_dim)
         if not all(n >= 1 for n in categorical_cardinalities):
             raise SettingError(
-                f"model.categorical_cardinalities must be positive vocabulary sizes, got "
+                f"model.init_args.categorical_cardinalities must be positive vocabulary sizes, got "
                 f"{list(categorical_cardinalities)}."
             )
         require_non_negative("model", num_numeric=num_numeric)

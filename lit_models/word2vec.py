@@ -108,7 +108,7 @@ class Word2Vec(L.LightningModule):
         if self._tree is None or self._tree[0].device != device:
             if not bool((self.word_counts > 0).all()):
                 raise UserError(
-                    "hierarchical softmax needs the word counts (link data.word_counts to the model)."
+                    "hierarchical softmax needs the word counts (link data.init_args.word_counts to the model)."
                 )
             self._tree = tuple(t.to(device) for t in padded_paths(self.word_counts.tolist()))
         return self._tree
@@ -134,7 +134,7 @@ class Word2Vec(L.LightningModule):
         if self.negative > 0:
             if "negatives" not in batch:
                 raise UserError(
-                    "negative sampling needs noise words in the batches: set data.negative > 0."
+                    "negative sampling needs noise words in the batches: set data.init_args.negative > 0."
                 )
             rows = torch.cat([target.unsqueeze(1), batch["negatives"]], dim=1)
             labels = torch.zeros(rows.shape, dtype=self.dtype_of_vectors, device=rows.device)

@@ -176,18 +176,22 @@ def drop_last_line(content: bytes) -> bytes:
 # --- the matrix ---------------------------------------------------------------------------------
 
 GPT_CASES = [
-    Case("gpt n_head 0", fit(GPT, model("n_head", "0")), ("model.n_head", "model.n_embd=384")),
+    Case(
+        "gpt n_head 0",
+        fit(GPT, model("n_head", "0")),
+        ("model.init_args.n_head", "model.init_args.n_embd=384"),
+    ),
     Case(
         "gpt n_embd negative",
         fit(GPT, model("n_embd", "-32"), model("n_head", "4")),
-        ("model.n_embd", "-32"),
+        ("model.init_args.n_embd", "-32"),
     ),
     bad_setting("gpt n_layer 0", GPT, "n_layer", "0"),
     bad_setting("gpt dropout 1", GPT, "dropout", "1.0"),
     Case(
         "gpt min_learning_rate above the peak",
         fit(GPT, model("learning_rate", "1e-4"), model("min_learning_rate", "1e-3")),
-        ("model.min_learning_rate=0.001", "model.learning_rate=0.0001"),
+        ("model.init_args.min_learning_rate=0.001", "model.init_args.learning_rate=0.0001"),
     ),
     bad_setting("gpt betas above 1", GPT, "betas", "[0.9,1.5]"),
     bad_setting("gpt lr_decay_steps 0", GPT, "lr_decay_steps", "0"),
@@ -206,7 +210,7 @@ TEXT_CORPUS_CASES = [
     Case(
         "block_size longer than the corpus",
         fit(GPT, *TINY_GPT, *RUN_ONE_STEP, data("block_size", "50000")),
-        ("data.block_size=50000",),
+        ("data.init_args.block_size=50000",),
     ),
     Case(
         "trainer setting Lightning rejects",
@@ -241,7 +245,7 @@ RNN_CASES = [
     Case(
         "gru n_embd 0",
         fit(GRU, model("n_embd", "0"), model("n_hidden", "0")),
-        ("model.n_embd",),
+        ("model.init_args.n_embd",),
     ),
     bad_setting("rnn learning_rate negative", RNN, "learning_rate", "-20"),
 ]
@@ -300,7 +304,7 @@ TRANSLATION_CASES = [
     Case(
         "translator eos_id not the data's",
         fit(TRANSFORMER, *TINY_TRANSFORMER, *RUN_ONE_STEP, model("eos_id", "5")),
-        ("model.eos_id=5 but the data's eos_id is 2",),
+        ("model.init_args.eos_id=5 but the data's eos_id is 2",),
     ),
     bad_data_setting(
         "multi30k num_workers negative",
@@ -359,7 +363,7 @@ SENTIMENT_CASES = [
     Case(
         "rt-polarity word_vectors missing",
         fit(RT_POLARITY, data("word_vectors", "{bad}/vectors.txt")),
-        ("data.word_vectors", "{bad}/vectors.txt"),
+        ("data.init_args.word_vectors", "{bad}/vectors.txt"),
     ),
 ]
 
@@ -395,7 +399,7 @@ CHAT_CASES = [
     Case(
         "lora base checkpoint missing",
         fit(LORA, model("base", "{bad}/base.ckpt")),
-        ("model.base", "{bad}/base.ckpt"),
+        ("model.init_args.base", "{bad}/base.ckpt"),
     ),
     bad_data_setting("chat eval_batch_size 0", GPT_CHAT, "eval_batch_size", "0"),
     Case(

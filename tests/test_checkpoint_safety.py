@@ -103,7 +103,7 @@ def test_a_malicious_lora_base_runs_no_code(tmp_path, gpt_ckpt):
         f"--model.init_args.base={evil}",
         check=False,
     )
-    expect_refused(proc, "model.base", "evil.ckpt")
+    expect_refused(proc, "model.init_args.base", "evil.ckpt")
     assert not marker.exists()
 
 

@@ -263,7 +263,7 @@ def test_a_split_emptied_by_dedup_is_a_clear_error(tmp_path):
 def test_bad_dedup_settings_are_user_errors(tmp_path):
     write_shakespeare(tmp_path / "s")
     for bad in ({"dedup_threshold": 0.0}, {"dedup_num_perm": 1}):
-        with pytest.raises(UserError, match="data.dedup_"):
+        with pytest.raises(UserError, match="data.init_args.dedup_"):
             TinyShakespeareDataModule(data_dir=str(tmp_path / "s"), dedup=True, **bad)
     # A closed choice is the CLI parser's to check: one line naming the key, exit 2.
     proc = run_cli(

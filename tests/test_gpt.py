@@ -226,10 +226,13 @@ def test_modern_choices_size_their_tensors():
     [
         (
             {"n_head": 4, "n_kv_head": 3},
-            "model.n_kv_head must be a positive divisor of model.n_head=4, got 3",
+            "model.init_args.n_kv_head must be a positive divisor of model.init_args.n_head=4, got 3",
         ),
         ({"n_head": 2, "n_embd": 6, "positional": "rope"}, "head size n_embd / n_head = 3"),
-        ({"vocab_size": None}, "model.vocab_size and model.block_size are not set"),
+        (
+            {"vocab_size": None},
+            "model.init_args.vocab_size and model.init_args.block_size are not set",
+        ),
     ],
 )
 def test_settings_that_cannot_build_a_model_are_named(options, message):

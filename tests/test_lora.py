@@ -242,6 +242,6 @@ def test_pretrain_then_adapt_through_the_cli(tmp_path):
 def test_a_missing_base_stops_the_cli_with_exit_status_2():
     proc = run_cli("fit", "--config", config("gpt_lora_chat.yaml"), *TINY[3:], *CSV, check=False)
     assert proc.returncode == 2
-    assert "model.base is not set" in proc.stderr
+    assert "model.init_args.base is not set" in proc.stderr
     assert "--model.init_args.base seqmodels/<run-id>/checkpoints/last.ckpt" in proc.stderr
     assert "Traceback" not in proc.stderr

@@ -243,7 +243,7 @@ def test_qlora_on_this_machine_stops_with_exit_status_2(llama):
         check=False,
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
-    assert "error: model.quantize=4bit (QLoRA) needs a CUDA GPU" in proc.stderr
+    assert "error: model.init_args.quantize=4bit (QLoRA) needs a CUDA GPU" in proc.stderr
     assert "quantize=none" in proc.stderr
 
 
@@ -261,16 +261,19 @@ def test_a_hub_id_without_a_local_copy_is_a_clear_error():
     )
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-3000:]
     assert (
-        "model.base nobody/no-such-model: no such folder, and not in the local cache" in proc.stderr
+        "model.init_args.base nobody/no-such-model: no such folder, and not in the local cache"
+        in proc.stderr
     )
 
 
 def test_an_hf_base_must_speak_the_data_token_ids(llama):
     _, folder = llama
-    with pytest.raises(UserError, match="model.base .* vocabulary of 259 tokens, the data 65"):
+    with pytest.raises(
+        UserError, match="model.init_args.base .* vocabulary of 259 tokens, the data 65"
+    ):
         lora(folder, ["q"], vocab_size=65)
     with pytest.raises(
-        UserError, match="context of 128 positions, shorter than data.block_size=256"
+        UserError, match="context of 128 positions, shorter than data.init_args.block_size=256"
     ):
         lora(folder, ["q"], vocab_size=VOCAB, block_size=256)
 

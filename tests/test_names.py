@@ -132,7 +132,7 @@ def test_missing_file_offline_says_where_and_how(tmp_path, monkeypatch):
         NamesDataModule(data_dir=str(tmp_path / "nowhere")).prepare_data()
     message = str(err.value)
     assert str(tmp_path / "nowhere" / "names.txt") in message
-    assert "cannot be reached" in message and "data.data_dir" in message
+    assert "cannot be reached" in message and "data.init_args.data_dir" in message
 
 
 def test_default_is_names_txt_directly_under_data_dir(monkeypatch, tmp_path):

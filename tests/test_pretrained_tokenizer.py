@@ -186,13 +186,19 @@ def test_an_offline_hub_id_without_a_local_copy_says_where_to_put_the_files(shak
 
 
 def test_the_tokenizer_setting_and_its_folder_go_together(shakespeare_dir, tok_dir):
-    with pytest.raises(UserError, match="tokenizer=pretrained needs data.pretrained_tokenizer"):
+    with pytest.raises(
+        UserError, match="tokenizer=pretrained needs data.init_args.pretrained_tokenizer"
+    ):
         TinyShakespeareDataModule(data_dir=str(shakespeare_dir), tokenizer="pretrained")
-    with pytest.raises(UserError, match="pretrained_tokenizer is set but data.tokenizer=char"):
+    with pytest.raises(
+        UserError, match="pretrained_tokenizer is set but data.init_args.tokenizer=char"
+    ):
         TinyShakespeareDataModule(
             data_dir=str(shakespeare_dir), tokenizer="char", pretrained_tokenizer=str(tok_dir)
         )
-    with pytest.raises(UserError, match="pretrained_tokenizer is set but data.tokenizer=byte"):
+    with pytest.raises(
+        UserError, match="pretrained_tokenizer is set but data.init_args.tokenizer=byte"
+    ):
         ChatDataModule(pretrained_tokenizer=str(tok_dir))
 
 
@@ -371,7 +377,7 @@ def test_bad_messages_files_name_the_file_line_and_message(tmp_path, line, messa
 
 
 def test_a_hub_dataset_is_online_only(monkeypatch):
-    with pytest.raises(DataError, match="HF_HUB_OFFLINE.*give data.data_dir"):
+    with pytest.raises(DataError, match="HF_HUB_OFFLINE.*give data.init_args.data_dir"):
         ChatDataModule(dataset="someone/chats").conversations()
     with pytest.raises(UserError, match="give one"):
         ChatDataModule(dataset="someone/chats", data_dir=".")
@@ -494,5 +500,8 @@ def test_a_model_folder_refuses_data_of_another_tokenizer_of_its_size(tmp_path, 
     ]
     proc = run_cli("fit", *args, f"--data.init_args.pretrained_tokenizer={other}", check=False)
     assert proc.returncode == 2 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
-    assert f"model.init_from {model_dir} learned the token ids of the tokenizer" in proc.stderr
+    assert (
+        f"model.init_args.init_from {model_dir} learned the token ids of the tokenizer"
+        in proc.stderr
+    )
     run_cli("fit", *args, f"--data.init_args.pretrained_tokenizer={model_dir}")

@@ -446,7 +446,7 @@ def test_missing_corpus_fails_at_once_offline(tmp_path, cls, download):
     with pytest.raises(DataError) as err:
         dm.vocab_size  # noqa: B018 - the CLI reads it first
     message = str(err.value)
-    assert str(tmp_path / "nothing") in message and "data.data_dir" in message
+    assert str(tmp_path / "nothing") in message and "data.init_args.data_dir" in message
     assert ("train.de[.gz]" if cls is Multi30kDataModule else "cmn.txt") in message
 
 

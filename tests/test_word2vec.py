@@ -120,7 +120,8 @@ def test_dynamic_window_prefers_near_words_and_stops_at_sentence_ends():
 def test_min_count_leaving_no_word_is_a_clear_error():
     data = Word2VecDataModule(data_dir=str(need_corpus("wikitext-2-mini")), min_count=10**9)
     with pytest.raises(
-        UserError, match=r"min_count=1000000000 leaves an empty vocabulary.*Lower data.min_count"
+        UserError,
+        match=r"min_count=1000000000 leaves an empty vocabulary.*Lower data.init_args.min_count",
     ):
         data.vocab_size  # noqa: B018
 

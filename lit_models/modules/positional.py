@@ -122,7 +122,9 @@ ROPE_SCALING_KEYS: dict[str, tuple[str, ...]] = {
 }
 
 
-def check_rope_scaling(scaling: dict[str, Any] | None, key: str = "model.rope_scaling") -> None:
+def check_rope_scaling(
+    scaling: dict[str, Any] | None, key: str = "model.init_args.rope_scaling"
+) -> None:
     """A SettingError naming what is missing or out of range in `scaling`."""
     if not scaling:
         return
