@@ -10,21 +10,30 @@ when both are instantiated, so they are never typed twice.
 from __future__ import annotations
 
 import importlib
+import importlib.util
 import sys
+from itertools import count
 from pathlib import Path
 
+import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
-from lightning.pytorch.callbacks import EarlyStopping, ModelCheckpoint
+from lightning.pytorch.callbacks import ModelCheckpoint
 from lightning.pytorch.cli import LightningCLI
 
 import callbacks  # noqa: F401 - registers the suite's callbacks for short class paths
 import datamodules  # noqa: F401 - registers the datamodules for short class paths
 import lit_models  # noqa: F401 - registers the models for short class paths
 from callbacks.non_finite import StopOnNonFinite
+from callbacks.run_end import CheckpointAtEnd, EarlyStopping
 from cli.checkpoint_io import clean_once
 from cli.checkpoints import forget, read_checkpoint, remember, saved_config_hint
-from cli.config import SaveAndLogConfig, check_config_syntax
+from cli.config import (
+    CHECKPOINT_CONFIG,
+    SaveAndLogConfig,
+    check_config_syntax,
+    with_checkpoint_config,
+)
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
 from core.errors import UserError
@@ -48,7 +57,6 @@ class SuiteCLI(LightningCLI):
             "parser_kwargs",
             {"exit_on_error": False, **{name: subcommand_kwargs for name in self.subcommands()}},
         )
-        forget()  # a checkpoint read by an earlier CLI in this process
         super().__init__(None, None, *args, **kwargs)
 
     @staticmethod
@@ -80,6 +88,7 @@ class SuiteCLI(LightningCLI):
         clean_once(path.parent, set())  # temporaries of a save that was killed
         checkpoint = read_checkpoint(path)
         remember(path, checkpoint)
+        check_model_unchanged(path, checkpoint, self._parser(subcommand), self.config[subcommand])
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)
         self.checkpoint_hparams = dict(hparams)
@@ -99,6 +108,8 @@ class SuiteCLI(LightningCLI):
         parser.add_lightning_class_args(ModelCheckpoint, "checkpoint")
         parser.add_lightning_class_args(ModelCheckpoint, "last_checkpoint")
         parser.add_lightning_class_args(EarlyStopping, "early_stopping")
+        # A short or interrupted run still ends with a validated, saved last.ckpt.
+        parser.add_lightning_class_args(CheckpointAtEnd, "checkpoint_at_end")
         # A NaN or inf loss or gradient ends the run with a message before it reaches a checkpoint.
         parser.add_lightning_class_args(StopOnNonFinite, "non_finite")
         # A resumed run draws the random numbers the uninterrupted one would have (dropout).
@@ -141,6 +152,9 @@ class SuiteCLI(LightningCLI):
             check_trains_something(self.config.fit.trainer)
         subcommand = self.config.get("subcommand")
         name_run_after_config(self.config[subcommand] if subcommand else self.config)
+        if subcommand and subcommand != "fit":
+            log_into_checkpoint_run(self.config[subcommand], subcommand)
+        check_logger_installed(self.config[subcommand] if subcommand else self.config)
 
     def instantiate_classes(self) -> None:
         super().instantiate_classes()
@@ -159,6 +173,75 @@ def name_run_after_config(config: Namespace) -> None:
     init_args = logger.get("init_args")
     if isinstance(init_args, Namespace) and init_args.get("name", "") in (None, "lightning_logs"):
         init_args.name = Path(str(files[-1])).stem
+
+
+def check_logger_installed(config: Namespace) -> None:
+    """TensorBoardLogger needs tensorboard (or tensorboardX), which the suite does not install:
+    one line saying so, not an import traceback from inside Lightning."""
+    loggers = config.get("trainer", Namespace()).get("logger")
+    for logger in loggers if isinstance(loggers, list) else [loggers]:
+        class_path = str(logger.get("class_path")) if isinstance(logger, Namespace) else ""
+        if class_path.endswith("TensorBoardLogger") and not (
+            importlib.util.find_spec("tensorboard") or importlib.util.find_spec("tensorboardX")
+        ):
+            raise UserError(
+                "trainer.logger TensorBoardLogger needs tensorboard: `pip install tensorboard`, "
+                "or keep W&B (the default) or CSVLogger."
+            )
+
+
+def log_into_checkpoint_run(config: Namespace, subcommand: str) -> None:
+    """`test`, `validate`, `predict` (and the suite's commands) with a checkpoint of a run
+    (`<save_dir>/<name>/<version>/checkpoints/`) log into that run instead of a new, empty
+    one: its W&B run resumed, its TensorBoard folder appended to; CSV into `<run>/<subcommand>/`
+    (Lightning's CSV writer would rewrite the training's metrics.csv without its columns)."""
+    ckpt_path, logger = config.get("ckpt_path"), config.get("trainer", Namespace()).get("logger")
+    if not ckpt_path or not isinstance(logger, Namespace):
+        return
+    checkpoints = Path(ckpt_path).resolve().parent
+    init_args = logger.get("init_args")
+    if checkpoints.name != "checkpoints" or not isinstance(init_args, Namespace):
+        return
+    run = checkpoints.parent
+    save_dir, name, version = str(run.parent.parent), run.parent.name, run.name
+    logger_class = str(logger.get("class_path")).rsplit(".", 1)[-1]
+    if logger_class == "WandbLogger":
+        init_args.save_dir, init_args.project, init_args.id = save_dir, name, version
+    elif logger_class == "TensorBoardLogger":
+        init_args.save_dir, init_args.name, init_args.version = save_dir, name, version
+    elif logger_class == "CSVLogger":  # <run>/test, <run>/test_2, ...: never an older one
+        taken = {p.name for p in run.iterdir()}
+        versions = (subcommand + (f"_{n}" if n > 1 else "") for n in count(1))
+        init_args.save_dir, init_args.name = str(run.parent), run.name
+        init_args.version = next(v for v in versions if v not in taken)
+
+
+def check_model_unchanged(path: Path, checkpoint: dict, parser, config: Namespace) -> None:
+    """A config given beside a checkpoint may change what does not change the model (data
+    paths, batch size, trainer settings): a model setting other than the one the checkpoint
+    was trained with is an error naming the key and both values (Lightning would otherwise
+    replace it silently with the checkpoint's)."""
+    stored = checkpoint.get(CHECKPOINT_CONFIG)
+    if not isinstance(stored, str):
+        return  # an older checkpoint: its hyperparameters rebuild the model, as in Lightning
+    trained = (yaml.safe_load(stored) or {}).get("model") or {}
+    given = yaml.safe_load(parser.dump(config, skip_none=False, skip_validation=True))["model"]
+    if trained.get("class_path") != given.get("class_path"):
+        return  # check_model_class names it
+    trained_args, given_args = trained.get("init_args") or {}, given.get("init_args") or {}
+    changed = [k for k in given_args if k in trained_args and given_args[k] != trained_args[k]]
+    if changed:
+        differences = ", ".join(
+            f"model.init_args.{k}: {trained_args[k]!r} in the checkpoint, {given_args[k]!r} "
+            "in this config"
+            for k in changed
+        )
+        raise UserError(
+            f"--ckpt_path {path} was trained with another model than this config builds "
+            f"({differences}). A config beside a checkpoint may change only what does not "
+            "change the model (data paths, batch size, trainer settings): give --ckpt_path "
+            f"alone (the checkpoint carries its config){saved_config_hint(path, ' or ')}."
+        )
 
 
 def check_model_class(path: Path, class_path: str, configured: str | None) -> None:
@@ -199,7 +282,14 @@ def import_class(class_path: str) -> type:
 
 # Facts of the data the CLI links into the model: a checkpoint trained on other data holds
 # weights of other sizes.
-LINKED_FACTS = ("vocab_size", "num_classes", "categorical_cardinalities", "num_numeric", "wide_dim")
+LINKED_FACTS = (
+    "vocab_size",
+    "block_size",
+    "num_classes",
+    "categorical_cardinalities",
+    "num_numeric",
+    "wide_dim",
+)
 
 
 def check_facts_match(checkpoint_hparams: dict, model, config: Namespace) -> None:
@@ -217,8 +307,9 @@ def check_facts_match(checkpoint_hparams: dict, model, config: Namespace) -> Non
             files = ", ".join(str(f) for f in (config.get("config") or [])) or "the command line"
             raise UserError(
                 f"the checkpoint was trained with {fact}={checkpoint_hparams[fact]} but the "
-                f"data of this config ({files}) has {fact}={hparams[fact]}: use the data and "
-                "config the checkpoint was trained with."
+                f"data of this config ({files}) has {fact}={hparams[fact]}: give --ckpt_path "
+                "alone (the checkpoint carries its config), or the data and config it was "
+                "trained with."
             )
 
 
@@ -230,9 +321,15 @@ def check_trains_something(trainer: Namespace) -> None:
 
 def main(args: list[str] | None = None) -> None:
     """Run the CLI; a user error ends with one message and exit status 2, not a traceback."""
+    from_command_line = args is None
+    args = list(sys.argv[1:] if args is None else args)
+    forget()  # a checkpoint read by an earlier CLI in this process
     try:
-        check_config_syntax(sys.argv[1:] if args is None else args)
-        SuiteCLI(args=args)
+        check_config_syntax(args)
+        args = with_checkpoint_config(repeated_as_lists(args))
+        if from_command_line:
+            sys.argv[1:] = args  # LightningCLI reads the command line, and warns if also given
+        SuiteCLI(args=None if from_command_line else args)
     except ArgumentError as err:  # the command line or the config: unknown key, bad value
         fail(f"{err}\n(`python main.py SUBCOMMAND --help` lists every option)")
     except Exception as err:
@@ -240,6 +337,23 @@ def main(args: list[str] | None = None) -> None:
         if user_error is None:
             raise
         fail(str(user_error))
+
+
+# Options of the suite's commands that take several values: given more than once, each
+# value counts (`--prompt A --prompt B`), where argparse would keep only the last.
+LIST_OPTIONS = ("--prompt", "--text")
+
+
+def repeated_as_lists(args: list[str]) -> list[str]:
+    """`args` with each repeated LIST_OPTIONS flag turned into jsonargparse's appending form
+    (`--prompt+ A --prompt+ B`)."""
+    out = list(args)
+    for flag in LIST_OPTIONS:
+        places = [i for i, a in enumerate(out) if a == flag or a.startswith(flag + "=")]
+        if len(places) > 1:
+            for i in places:
+                out[i] = flag + "+" + out[i][len(flag) :]
+    return out
 
 
 def find_user_error(err: BaseException | None) -> BaseException | None:

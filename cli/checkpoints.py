@@ -109,11 +109,16 @@ def does_not_fit(ckpt_path: str | Path, err: BaseException) -> UserError:
     )
 
 
-def saved_config_hint(ckpt_path: str | Path) -> str:
+def saved_config_hint(ckpt_path: str | Path, joint: str = " (") -> str:
     """` (<run>/config.yaml is the config of its run)` when the checkpoint sits in a run's
-    checkpoints/ folder beside the config saved with it, else ''."""
+    checkpoints/ folder beside the config saved with it, else ''; `joint` instead of ` (`
+    gives ` or <run>/config.yaml, the config of its run`."""
     saved = Path(ckpt_path).resolve().parent.parent / "config.yaml"  # <run>/checkpoints/x.ckpt
-    return f" ({saved} is the config of its run)" if saved.is_file() else ""
+    if not saved.is_file():
+        return ""
+    if joint == " (":
+        return f" ({saved} is the config of its run)"
+    return f"{joint}{saved}, the config of its run"
 
 
 def mismatch(err: BaseException) -> str:

@@ -26,7 +26,7 @@ def export_hf(
     LlamaForCausalLM for norm=rmsnorm, positional=rope, mlp=swiglu (Qwen2ForCausalLM with
     attention_bias and no other biases), GPT2LMHeadModel for norm=layernorm, learned or
     sinusoidal positions and mlp=gelu or gelu_tanh. Beside it the tokenizer: the files of the
-    Hugging Face folder the GPT came from (model.init_from), else the data's own tokenizer
+    Hugging Face folder the GPT came from (model.init_args.init_from), else the data's own tokenizer
     as transformers' (same ids; the chat corpus's template as its chat template).
 
     Args:

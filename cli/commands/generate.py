@@ -19,7 +19,7 @@ def generate(
     model: L.LightningModule,
     datamodule: L.LightningDataModule,
     ckpt_path: str | None = None,
-    prompt: str | None = None,
+    prompt: str | list[str] | None = None,
     prompt_file: str | None = None,
     max_new_tokens: int = 200,
     strategy: Strategy = "sample",
@@ -37,7 +37,8 @@ def generate(
 
     Args:
         ckpt_path: the checkpoint to generate from (without it: the untrained model).
-        prompt: one prompt; `\\n` in it stands for a newline.
+        prompt: a prompt, or several (`--prompt A --prompt B`, answered in one batch);
+            `\\n` in it stands for a newline.
         prompt_file: a file with one prompt per line (`\\n` stands for a newline).
         strategy: greedy, sample or beam.
         temperature, top_k, top_p, repetition_penalty, seed: for `sample`.
@@ -78,9 +79,9 @@ def generate(
     return results
 
 
-def read_prompts(prompt: str | None, prompt_file: str | None) -> list[str]:
-    """The prompt, then the file's non-empty lines, each with `\\n` read as a newline."""
-    prompts = [prompt] if prompt is not None else []
+def read_prompts(prompt: str | list[str] | None, prompt_file: str | None) -> list[str]:
+    """The prompts, then the file's non-empty lines, each with `\\n` read as a newline."""
+    prompts = [prompt] if isinstance(prompt, str) else list(prompt or [])
     if prompt_file:
         path = Path(prompt_file)
         if not path.is_file():

@@ -379,7 +379,9 @@ def generate_text(
     outs = generate(
         model, ids, max_new_tokens, strategy, eos_id=tokenizer.eos_id, stop=stop_fn, **sampling
     )
-    return [cut_at_stop(tokenizer.decode(o), stop) for o in outs]
+    return [
+        cut_at_stop(continuation(tokenizer, i, o), stop) for i, o in zip(ids, outs, strict=True)
+    ]
 
 
 def generate_text_beam_search(
@@ -393,16 +395,18 @@ def generate_text_beam_search(
     stop: list[str] | None = None,
 ) -> list[tuple[str, float]]:
     """The `n_best` beam-search continuations of `prompt` with their scores, best first."""
+    ids = tokenizer.encode(prompt)
     hyps = beam_search(
-        model,
-        tokenizer.encode(prompt),
-        num_beams,
-        max_new_tokens,
-        length_penalty,
-        tokenizer.eos_id,
-        n_best,
+        model, ids, num_beams, max_new_tokens, length_penalty, tokenizer.eos_id, n_best
     )
-    return [(cut_at_stop(tokenizer.decode(h.tokens), stop), h.score) for h in hyps]
+    return [(cut_at_stop(continuation(tokenizer, ids, h.tokens), stop), h.score) for h in hyps]
+
+
+def continuation(tokenizer: TextCodec, prompt_ids: list[int], new_ids: list[int]) -> str:
+    """The text the new tokens add after the prompt, with the spacing the tokenizer puts
+    between them (a word-level continuation starts with its space: "The game" + " Forest")."""
+    head, whole = tokenizer.decode(prompt_ids), tokenizer.decode([*prompt_ids, *new_ids])
+    return whole[len(head) :] if whole.startswith(head) else tokenizer.decode(new_ids)
 
 
 def cut_at_stop(text: str, stop: list[str] | None) -> str:
