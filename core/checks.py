@@ -22,7 +22,7 @@ import math
 from collections.abc import Sequence
 from typing import Literal
 
-from core.errors import SettingError, require_positive
+from core.errors import SettingError, require_positive, setting_key
 
 __all__ = [
     "SettingError",
@@ -53,7 +53,7 @@ def require_in_range(
                 what = f"a finite number {'>' if bounds[0] == '(' else '>='} {low}"
             else:
                 what = f"in {bounds[0]}{low}, {high}{bounds[1]}"
-            raise SettingError(f"{section}.{name} must be {what}, got {value}.")
+            raise SettingError(f"{setting_key(section, name)} must be {what}, got {value}.")
 
 
 def require_non_negative(section: str, **values: float) -> None:
@@ -85,7 +85,8 @@ def require_divisor(section: str, name: str, value: int, of: str, of_value: int)
     """`value` >= 1 dividing `of_value` (attention heads splitting the model width)."""
     if not (value >= 1 and of_value % value == 0):
         raise SettingError(
-            f"{section}.{name} must be a positive divisor of {section}.{of}={of_value}, "
+            f"{setting_key(section, name)} must be a positive divisor of "
+            f"{setting_key(section, of)}={of_value}, "
             f"got {value}."
         )
 
@@ -93,4 +94,5 @@ def require_divisor(section: str, name: str, value: int, of: str, of_value: int)
 def require_betas(section: str, betas: Sequence[float], name: str = "betas") -> None:
     """Adam's (beta1, beta2): two numbers in [0, 1)."""
     if len(betas) != 2 or not all(0 <= b < 1 for b in betas):
-        raise SettingError(f"{section}.{name} must be two numbers in [0, 1), got {list(betas)}.")
+        key = setting_key(section, name)
+        raise SettingError(f"{key} must be two numbers in [0, 1), got {list(betas)}.")

@@ -177,7 +177,7 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         known = ", ".join(self.languages)
         for name, lang in (("source_lang", source_lang), ("target_lang", target_lang)):
             if lang not in self.languages:
-                raise UserError(f"data.{name}={lang!r}: {self.corpus} holds {known}.")
+                raise UserError(f"data.init_args.{name}={lang!r}: {self.corpus} holds {known}.")
         if source_lang == target_lang:
             raise UserError(
                 f"data.init_args.source_lang and data.init_args.target_lang are both {source_lang!r}; pick two of {known}."

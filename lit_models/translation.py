@@ -57,7 +57,9 @@ class Translator(TextModel):
         require_non_negative("model", learning_rate=hp.learning_rate)
         for name in ("eval_num_beams", "test_num_beams"):
             if hp[name] < 1:
-                raise UserError(f"model.{name}={hp[name]} must be >= 1 (1 is greedy decoding).")
+                raise UserError(
+                    f"model.init_args.{name}={hp[name]} must be >= 1 (1 is greedy decoding)."
+                )
         if not 0.0 <= hp.label_smoothing < 1.0:
             raise UserError(
                 f"model.init_args.label_smoothing={hp.label_smoothing} must be in [0, 1)."
@@ -139,7 +141,7 @@ class Translator(TextModel):
             data_id = getattr(datamodule, name, None)
             if data_id is not None and data_id != self.hparams[name]:
                 raise UserError(
-                    f"model.{name}={self.hparams[name]} but the data's {name} is {data_id}: "
+                    f"model.init_args.{name}={self.hparams[name]} but the data's {name} is {data_id}: "
                     f"set model.init_args.{name}={data_id} (or leave it to the default)."
                 )
 

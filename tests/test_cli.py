@@ -68,9 +68,14 @@ def shakespeare_run(tmp_path_factory) -> Path:
 
 
 def csv_logged(*args: str, env: dict[str, str] | None = None) -> dict[str, float]:
-    """`main.py ARGS` logging to a CSVLogger in ./csv: the last value of each metric it logged."""
+    """`main.py ARGS` logging to a CSVLogger in ./csv (with a checkpoint of a run: into that
+    run's `<subcommand>` folder): the last value of each metric it logged."""
     run_cli(*args, *CSV_LOGGER, env=env)
-    return logged_metrics(Path("csv"))
+    ckpt = next((a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")), None)
+    if ckpt is None:
+        return logged_metrics(Path("csv"))
+    logs = Path(ckpt).parents[1].glob(f"{args[0]}*/metrics.csv")
+    return logged_metrics(max(logs, key=lambda p: p.stat().st_mtime).parent)
 
 
 def same_cache(run: Path) -> dict[str, str]:
