@@ -25,6 +25,7 @@ from callbacks.non_finite import StopOnNonFinite
 from cli.checkpoint_io import clean_once
 from cli.checkpoints import forget, read_checkpoint, remember, saved_config_hint
 from cli.config import SaveAndLogConfig, check_config_syntax
+from cli.shipped_configs import resolve_config_args
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
 from core.errors import UserError
@@ -103,6 +104,8 @@ class SuiteCLI(LightningCLI):
         parser.add_lightning_class_args(StopOnNonFinite, "non_finite")
         # A resumed run draws the random numbers the uninterrupted one would have (dropout).
         parser.add_lightning_class_args(callbacks.RestoreRandomState, "random_state")
+        # A line of progress every N steps where the progress bar cannot be seen (a pipe, a log).
+        parser.add_lightning_class_args(callbacks.ProgressLog, "progress")
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments(
@@ -229,9 +232,11 @@ def check_trains_something(trainer: Namespace) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run the CLI; a user error ends with one message and exit status 2, not a traceback."""
+    """Run the CLI (`python main.py ...` and the `seqmodels` command); a user error ends with
+    one message and exit status 2, not a traceback. `--config NAME` names a shipped config."""
     try:
-        check_config_syntax(sys.argv[1:] if args is None else args)
+        args = resolve_config_args(sys.argv[1:] if args is None else list(args))
+        check_config_syntax(args)
         SuiteCLI(args=args)
     except ArgumentError as err:  # the command line or the config: unknown key, bad value
         fail(f"{err}\n(`python main.py SUBCOMMAND --help` lists every option)")
