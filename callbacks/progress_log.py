@@ -3,14 +3,15 @@
 Lightning's progress bar redraws one terminal line; sent to a pipe or a file (`nohup`, `| tee`,
 a notebook's captured cell, a batch job's log) it shows little or nothing for minutes. This
 callback prints, flushed at once, one line at the first step, every `every_n_steps` steps and
-at the last:
+at the last (with the val/loss of the last evaluation, once there is one):
 
-    step 250/2000 (epoch 0) | train/loss 2.4561 | 16,525 tokens/s | elapsed 0:00:15 | ETA 0:01:45
+    step 300/2000 (epoch 0) | train/loss 2.4561 | val/loss 2.4732 | 16,525 tokens/s | elapsed 0:00:19 | ETA 0:01:48
 
 Tokens per second count the elements of the batch's first tensor (its token ids, padding
 included) for models that read tokens (those with a `vocab_size`); other models count samples
-(the batch's first dimension). The rate and the ETA are measured from the first step of this
-run (a resumed run's earlier steps are not counted), validation time included.
+(the batch's first dimension). The rate and the ETA are measured from the end of the first
+step of this run, validation time included: the first step (warm-up) and a resumed run's
+earlier steps are not counted, and the first line has no ETA yet.
 """
 
 from __future__ import annotations
@@ -44,7 +45,8 @@ class ProgressLog(L.Callback):
         self.enabled = False
         self.start_time = 0.0
         self.start_step = 0
-        self.items = 0  # tokens or samples seen since the start
+        self.items = 0  # tokens or samples seen since the first step's end
+        self.first_step_end = 0.0
         self.last_printed = -1
         self.total: int | None = None
 
@@ -55,34 +57,38 @@ class ProgressLog(L.Callback):
         self.enabled = wanted and trainer.is_global_zero
         self.start_time = time.perf_counter()
         self.start_step = trainer.global_step
-        self.items = 0
         self.last_printed = -1
         self.total = total_steps(trainer) if self.enabled else None
 
     def on_train_batch_end(self, trainer, pl_module, outputs, batch, batch_idx) -> None:
         if not self.enabled:
             return
-        self.items += count_items(batch, reads_tokens(pl_module))
-        step = trainer.global_step
-        due = step == self.start_step + 1 or step % self.every_n_steps == 0 or step == self.total
+        step, now = trainer.global_step, time.perf_counter()
+        first = step == self.start_step + 1 and self.last_printed < step
+        if first:
+            # The rate is counted from here: the first step's warm-up would skew the ETA.
+            self.first_step_end, self.items = now, 0
+            items_per_s = count_items(batch, reads_tokens(pl_module)) / (now - self.start_time)
+        else:
+            self.items += count_items(batch, reads_tokens(pl_module))
+            items_per_s = self.items / max(now - self.first_step_end, 1e-9)
+        due = first or step % self.every_n_steps == 0 or step == self.total
         if not due or step <= max(self.last_printed, self.start_step):  # accumulated batches
             return  # share a step; the first batches of an accumulation have none yet
         self.last_printed = step
-        print(self.line(trainer, pl_module, outputs, step, self.total), flush=True)
-
-    def line(self, trainer, pl_module, outputs, step: int, total: int | None) -> str:
-        elapsed = time.perf_counter() - self.start_time
-        unit = "tokens/s" if reads_tokens(pl_module) else "samples/s"
-        parts = [f"step {step}/{total or '?'} (epoch {trainer.current_epoch})"]
+        parts = [f"step {step}/{self.total or '?'} (epoch {trainer.current_epoch})"]
         loss = train_loss(trainer, outputs)
         if loss is not None:
             parts.append(f"train/loss {loss:.4f}")
-        parts.append(f"{self.items / max(elapsed, 1e-9):,.0f} {unit}")
-        parts.append(f"elapsed {clock(elapsed)}")
-        done = step - self.start_step
-        if total and done > 0:
-            parts.append(f"ETA {clock(elapsed / done * (total - step))}")
-        return " | ".join(parts)
+        if "val/loss" in trainer.callback_metrics:  # of the last evaluation
+            parts.append(f"val/loss {float(trainer.callback_metrics['val/loss']):.4f}")
+        unit = "tokens/s" if reads_tokens(pl_module) else "samples/s"
+        parts += [f"{items_per_s:,.0f} {unit}", f"elapsed {clock(now - self.start_time)}"]
+        steps_timed = step - self.start_step - 1
+        if self.total and steps_timed > 0:
+            seconds_per_step = (now - self.first_step_end) / steps_timed
+            parts.append(f"ETA {clock(seconds_per_step * (self.total - step))}")
+        print(" | ".join(parts), flush=True)
 
 
 def reads_tokens(pl_module: L.LightningModule) -> bool:

@@ -20,10 +20,11 @@ from cli.shipped_configs import CONFIGS, resolve_config, resolve_config_args, sh
 from tests.conftest import ROOT, TINY_GPT, assert_one_clear_error, run_cli
 
 QUICK_START = "gpt_shakespeare_char_cpu"
-# step 5/12 (epoch 0) | train/loss 4.1809 | 11,029 tokens/s | elapsed 0:00:00 | ETA 0:00:01
+# step 12/12 (epoch 0) | train/loss 4.1809 | val/loss 4.1750 | 11,029 tokens/s | elapsed 0:00:00 | ETA 0:00:00
+# (the first step's line has no ETA: the rate is measured from its end)
 PROGRESS = re.compile(
-    r"^step (\d+)/12 \(epoch 0\) \| train/loss \d+\.\d{4} \| [\d,]+ tokens/s"
-    r" \| elapsed \d+:\d\d:\d\d \| ETA \d+:\d\d:\d\d$"
+    r"^step (\d+)/12 \(epoch 0\) \| train/loss \d+\.\d{4}( \| val/loss \d+\.\d{4})? \| [\d,]+ tokens/s"
+    r" \| elapsed \d+:\d\d:\d\d( \| ETA \d+:\d\d:\d\d)?$"
 )
 QUICK = [*TINY_GPT, "--trainer.max_steps=12", "--progress.every_n_steps=5"]
 CSV = ["--trainer.logger=CSVLogger", "--trainer.logger.save_dir=csv"]
@@ -35,8 +36,12 @@ def test_piped_fit_of_a_config_named_from_another_folder_prints_progress(shakesp
     proc = run_cli("fit", "--config", QUICK_START, *QUICK, *CSV)
     lines = [line for line in proc.stdout.splitlines() if line.startswith("step ")]
     assert all(PROGRESS.match(line) for line in lines), lines
-    # The first step, every 5th, and the last; once each.
-    assert [int(PROGRESS.match(line).group(1)) for line in lines] == [1, 5, 10, 12]
+    # The first step, every 5th, and the last; once each; an ETA from the second line on.
+    matches = [PROGRESS.match(line) for line in lines]
+    assert [int(m.group(1)) for m in matches] == [1, 5, 10, 12]
+    assert [bool(m.group(3)) for m in matches] == [False, True, True, True]
+    # val/loss from the first evaluation (step 10) on.
+    assert [bool(m.group(2)) for m in matches] == [False, False, False, True]
 
 
 class Terminal(io.StringIO):
@@ -67,6 +72,7 @@ def test_progress_lines_show_where_the_progress_bar_cannot(
         is_global_zero=True,
         global_step=0,
         current_epoch=0,
+        callback_metrics={},
         estimated_stepping_batches=10,
     )
     progress = ProgressLog(every_n_steps=5, show=show)
