@@ -3,6 +3,7 @@
 from callbacks.classification_report import ClassificationReport
 from callbacks.epoch_timer import EpochTimer
 from callbacks.non_finite import StopOnNonFinite
+from callbacks.progress_log import ProgressLog
 from callbacks.random_state import RestoreRandomState
 from callbacks.text_samples import TextSamples
 from callbacks.translation_samples import TranslationSamples
@@ -11,6 +12,7 @@ from callbacks.word_neighbours import WordNeighbours
 __all__ = [
     "ClassificationReport",
     "EpochTimer",
+    "ProgressLog",
     "RestoreRandomState",
     "StopOnNonFinite",
     "TextSamples",

@@ -34,6 +34,7 @@ from cli.config import (
     check_config_syntax,
     with_checkpoint_config,
 )
+from cli.shipped_configs import resolve_config_args
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
 from core.errors import UserError
@@ -114,6 +115,8 @@ class SuiteCLI(LightningCLI):
         parser.add_lightning_class_args(StopOnNonFinite, "non_finite")
         # A resumed run draws the random numbers the uninterrupted one would have (dropout).
         parser.add_lightning_class_args(callbacks.RestoreRandomState, "random_state")
+        # A line of progress every N steps where the progress bar cannot be seen (a pipe, a log).
+        parser.add_lightning_class_args(callbacks.ProgressLog, "progress")
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments(
@@ -320,11 +323,13 @@ def check_trains_something(trainer: Namespace) -> None:
 
 
 def main(args: list[str] | None = None) -> None:
-    """Run the CLI; a user error ends with one message and exit status 2, not a traceback."""
+    """Run the CLI (`python main.py ...` and the `seqmodels` command); a user error ends with
+    one message and exit status 2, not a traceback. `--config NAME` names a shipped config."""
     from_command_line = args is None
     args = list(sys.argv[1:] if args is None else args)
     forget()  # a checkpoint read by an earlier CLI in this process
     try:
+        args = resolve_config_args(args)
         check_config_syntax(args)
         args = with_checkpoint_config(repeated_as_lists(args))
         if from_command_line:

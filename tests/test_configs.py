@@ -3,6 +3,8 @@ config parses merged with them, and the listing names each config's model and co
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import yaml
 
@@ -38,3 +40,26 @@ def test_list_configs_names_model_and_corpus():
     assert set(rows) == {p.name for p in CONFIGS}
     assert rows["gpt_wikitext2.yaml"] == ("GPT", "WikiText2DataModule")
     assert rows["transformer_multi30k.yaml"] == ("TransformerTranslator", "Multi30kDataModule")
+
+
+def size_line(text: str) -> str | None:
+    """The header's `# Size: ...` line with its `#   ` continuation lines, joined."""
+    match = re.search(r"^# Size: .*(?:\n#   .*)*", text, re.MULTILINE)
+    return re.sub(r"\n#   ", " ", match.group()) if match else None
+
+
+@pytest.mark.parametrize("path", CONFIGS, ids=lambda p: p.stem)
+def test_config_header_says_its_size_and_the_hardware_it_is_meant_for(path):
+    line = size_line(path.read_text(encoding="utf-8"))
+    assert line and "parameters" in line and "Hardware: " in line, f"{path.name}: {line}"
+
+
+def test_the_quick_start_config_has_the_size_its_header_says():
+    from lit_models import GPT
+
+    path = ROOT / "configs" / "gpt_shakespeare_char_cpu.yaml"
+    config = yaml.safe_load(path.read_text(encoding="utf-8"))
+    # Tiny Shakespeare's character vocabulary: 65 characters and <unk>.
+    model = GPT(**config["model"]["init_args"], vocab_size=66, block_size=64)
+    millions = sum(p.numel() for p in model.parameters()) / 1e6
+    assert size_line(path.read_text()).startswith(f"# Size: {millions:.2f}M parameters.")
