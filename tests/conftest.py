@@ -279,6 +279,13 @@ def logged_metrics(save_dir: Path) -> dict[str, float]:
     return values
 
 
+def evaluation_metrics(ckpt_path: str | Path, subcommand: str) -> dict[str, float]:
+    """The metrics the latest `subcommand` (test, validate) of a checkpoint logged with a
+    CSVLogger: into the checkpoint's run, `<run>/<subcommand>`, `<subcommand>_2`, ..."""
+    logs = Path(ckpt_path).parents[1].glob(f"{subcommand}*/metrics.csv")
+    return logged_metrics(max(logs, key=lambda p: p.stat().st_mtime).parent)
+
+
 def quiet_trainer(**kwargs):
     """A Lightning Trainer that writes and prints nothing: no logger, checkpoints, progress
     bar or model summary; `kwargs` go to the Trainer."""

@@ -116,12 +116,12 @@ def data(key: str, value: str) -> str:
 
 def bad_setting(name: str, config_file: str, key: str, value: str, *more: str) -> Case:
     """A model setting out of range: the message names `model.<key>`."""
-    return Case(name, fit(config_file, model(key, value), *more), (f"model.{key}",))
+    return Case(name, fit(config_file, model(key, value), *more), (f"model.init_args.{key}",))
 
 
 def bad_data_setting(name: str, config_file: str, key: str, value: str, *more: str) -> Case:
     """A datamodule setting out of range: the message names `data.<key>`."""
-    return Case(name, fit(config_file, data(key, value), *more), (f"data.{key}",))
+    return Case(name, fit(config_file, data(key, value), *more), (f"data.init_args.{key}",))
 
 
 # --- bad data folders: a tiny corpus copied into {bad}, one file changed ----------------------

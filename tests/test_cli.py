@@ -17,6 +17,7 @@ from tests.conftest import (
     TINY_GPT,
     assert_one_clear_error,
     config,
+    evaluation_metrics,
     logged_metrics,
     need_corpus,
     run_cli,
@@ -72,10 +73,7 @@ def csv_logged(*args: str, env: dict[str, str] | None = None) -> dict[str, float
     run's `<subcommand>` folder): the last value of each metric it logged."""
     run_cli(*args, *CSV_LOGGER, env=env)
     ckpt = next((a.split("=", 1)[1] for a in args if a.startswith("--ckpt_path=")), None)
-    if ckpt is None:
-        return logged_metrics(Path("csv"))
-    logs = Path(ckpt).parents[1].glob(f"{args[0]}*/metrics.csv")
-    return logged_metrics(max(logs, key=lambda p: p.stat().st_mtime).parent)
+    return logged_metrics(Path("csv")) if ckpt is None else evaluation_metrics(ckpt, args[0])
 
 
 def same_cache(run: Path) -> dict[str, str]:

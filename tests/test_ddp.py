@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY_GPT, config, run_cli, run_cli_subprocess
-from tests.test_cli import checkpoint_val_loss, logged_metrics
+from tests.conftest import TINY_GPT, config, evaluation_metrics, run_cli, run_cli_subprocess
+from tests.test_cli import checkpoint_val_loss
 
 pytestmark = pytest.mark.slow
 
@@ -34,10 +34,10 @@ def small_corpus(folder: Path, shakespeare_dir: Path) -> Path:
     return folder
 
 
-def validate(args: list[str], save_dir: str, *extra: str, run=run_cli) -> dict[str, float]:
-    logger = ["--trainer.logger=CSVLogger", f"--trainer.logger.save_dir={save_dir}"]
-    run("validate", *args, *logger, *extra)
-    return logged_metrics(Path(save_dir))
+def validate(args: list[str], ckpt_path: Path, *extra: str, run=run_cli) -> dict[str, float]:
+    """What `validate` of the checkpoint logs (into the checkpoint's run, with a CSVLogger)."""
+    run("validate", *args, "--trainer.logger=CSVLogger", *extra, f"--ckpt_path={ckpt_path}")
+    return evaluation_metrics(ckpt_path, "validate")
 
 
 def test_ddp_fit_and_validate_equal_one_process(tmp_path, shakespeare_dir):
@@ -58,9 +58,8 @@ def test_ddp_fit_and_validate_equal_one_process(tmp_path, shakespeare_dir):
     assert torch.load(last, weights_only=True)["global_step"] == 4
     assert (run / "config.yaml").is_file()
 
-    ckpt = f"--ckpt_path={last}"
-    one = validate(args, "one", "--trainer.accelerator=cpu", "--trainer.devices=1", ckpt)
-    two = validate(args, "two", *DDP, ckpt, run=run_cli_subprocess)
+    one = validate(args, last, "--trainer.accelerator=cpu", "--trainer.devices=1")
+    two = validate(args, last, *DDP, run=run_cli_subprocess)
     for name in ("val/loss", "val/ppl", "val/bpc", "val/word_ppl"):
         assert two[name] == pytest.approx(one[name], rel=1e-6), name
     # fit validated under DDP too, before it saved the checkpoint

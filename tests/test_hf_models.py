@@ -394,7 +394,7 @@ def test_fine_tune_from_hugging_face_then_export_through_the_cli(tmp_path):
     (folder / "tokenizer.json").write_text(json.dumps({"stand-in": True}))
     (ckpt,) = tmp_path.glob("csv/**/checkpoints/last.ckpt")
     for _ in range(2):
-        proc = run_cli("export_hf", *CHAT, "--ckpt_path", str(ckpt))
+        proc = run_cli("export_hf", "--ckpt_path", str(ckpt))  # it carries its config
         assert "LlamaForCausalLM written to" in proc.stdout
     out = ckpt.parent / "last_hf"
     assert json.loads((out / "tokenizer.json").read_text()) == {"stand-in": True}
@@ -448,7 +448,7 @@ def test_a_suite_gpt_exports_with_its_data_tokenizer(tmp_path):
     chat = [*CHAT, "--data.init_args.format=chat"]  # trained on the chat template
     run_cli("fit", *chat, *QUICK, *TINY)
     (ckpt,) = tmp_path.glob("csv/**/checkpoints/last.ckpt")
-    proc = run_cli("export_hf", *chat, "--ckpt_path", str(ckpt))
+    proc = run_cli("export_hf", "--ckpt_path", str(ckpt))  # the config it carries: format chat
     assert "GPT2LMHeadModel written to" in proc.stdout and "with its tokenizer" in proc.stdout
     out = ckpt.parent / "last_hf"
     tokenizer = transformers.AutoTokenizer.from_pretrained(out)

@@ -215,16 +215,8 @@ def test_pretrain_then_adapt_through_the_cli(tmp_path):
     ids = torch.randint(0, 259, (2, 16))
     with torch.no_grad():
         torch.testing.assert_close(plain(ids), adapted(ids), rtol=0, atol=1e-5)
-    test = run_cli(
-        "test",
-        "--config",
-        config("gpt_chat_pretrain.yaml"),
-        *CSV,
-        "--ckpt_path",
-        str(merged),
-        "--data.init_args.block_size=32",
-        "--trainer.limit_test_batches=2",
-    )
+    # The merged checkpoint carries the LoRA run's config with the GPT as its model.
+    test = run_cli("test", *CSV, "--ckpt_path", str(merged), "--trainer.limit_test_batches=2")
     assert "test/loss" in test.stdout
 
     # chat (in this process: the CLI passes the same model and data to Trainer.chat)

@@ -272,16 +272,7 @@ def test_skipgram_config_trains_logs_neighbours_scores_and_exports_for_gensim(tm
         assert [w for w, _ in kv.most_similar(word, topn=10)] == [words[j] for j in row]
 
     # The export_vectors subcommand writes the same file from the checkpoint.
-    run_cli(
-        "export_vectors",
-        "--config",
-        SKIPGRAM,
-        *wikitext_mini(),
-        "--ckpt_path",
-        str(ckpt),
-        "--output",
-        "again.txt",
-    )
+    run_cli("export_vectors", "--ckpt_path", str(ckpt), "--output", "again.txt")
     again_words, again = load_word2vec_format("again.txt")
     assert again_words == words
     torch.testing.assert_close(again, torch.from_numpy(kv.vectors), atol=1e-5, rtol=1e-4)

@@ -7,14 +7,17 @@ python main.py merge_lora --config configs/llama_lora_smollm.yaml --ckpt_path AD
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Literal
 
 import lightning as L
 import torch
+import yaml
 
-from cli.checkpoints import read_checkpoint
+from cli.checkpoints import does_not_fit, read_checkpoint
 from cli.commands.export_hf import write_hf_folder
+from cli.config import CHECKPOINT_CONFIG
 from core.errors import UserError
 from core.files import atomic_path
 
@@ -48,17 +51,17 @@ def merge_lora(
         )
     if not ckpt_path:
         raise UserError("merge_lora: give the adapter checkpoint, --ckpt_path ADAPTER.ckpt")
-    adapter = load_adapter(model, ckpt_path)
+    adapter_checkpoint = load_adapter(model, ckpt_path)
     if model.hparams.quantize != "none":  # fold into full-precision weights, on the CPU
         model = LoRAGPT(**{**model.hparams, "quantize": "none"})
-        model.load_state_dict({k: v.cpu() for k, v in adapter.items()})
+        model.load_state_dict({k: v.cpu() for k, v in adapter_checkpoint["state_dict"].items()})
     merged = model.cpu().merged_gpt()
     beside = Path(ckpt_path).parent / ("merged_hf" if format == "hf" else "merged.ckpt")
     path = Path(output) if output else beside
     if format == "hf":
         write_hf_folder(merged, path, datamodule)
     else:
-        write_checkpoint(merged, model, datamodule, ckpt_path, path)
+        write_checkpoint(merged, model, datamodule, adapter_checkpoint, ckpt_path, path)
     trainable, _ = model.parameter_counts()
     print(
         f"merged the adapter ({trainable:,} parameters) into {model.hparams.base}: "
@@ -67,8 +70,11 @@ def merge_lora(
     return str(path)
 
 
-def write_checkpoint(merged, model, datamodule, ckpt_path: str, path: Path) -> None:
-    """The merged GPT as `fit` writes a GPT checkpoint, with where it came from."""
+def write_checkpoint(
+    merged, model, datamodule, adapter_checkpoint: dict, ckpt_path: str, path: Path
+) -> None:
+    """The merged GPT as `fit` writes a GPT checkpoint, with where it came from and the
+    adapter run's config with the GPT as its model (so `--ckpt_path merged.ckpt` alone works)."""
     checkpoint = {
         "pytorch-lightning_version": L.__version__,
         "epoch": 0,
@@ -81,6 +87,8 @@ def write_checkpoint(merged, model, datamodule, ckpt_path: str, path: Path) -> N
             "base_sha256": model.hparams.base_sha256,
         },
     }
+    if isinstance(adapter_config := adapter_checkpoint.get(CHECKPOINT_CONFIG), str):
+        checkpoint[CHECKPOINT_CONFIG] = merged_config(adapter_config, merged.hparams)
     if merged.hf_source:  # export_hf then copies the Hugging Face base's tokenizer
         checkpoint["hf_source"] = merged.hf_source
     if hasattr(datamodule, "tokenizer_name"):  # as a fit run on that data records it
@@ -89,9 +97,19 @@ def write_checkpoint(merged, model, datamodule, ckpt_path: str, path: Path) -> N
         torch.save(checkpoint, tmp)
 
 
-def load_adapter(model, ckpt_path: str) -> dict[str, torch.Tensor]:
+def merged_config(adapter_config: str, hparams: dict) -> str:
+    """The LoRA run's config (YAML) with the merged GPT as its model; the data's facts
+    (vocabulary, context) stay linked from the data, as in any GPT config."""
+    config = yaml.safe_load(adapter_config)
+    init_args = {k: v for k, v in hparams.items() if k not in ("vocab_size", "block_size")}
+    init_args = json.loads(json.dumps(init_args))  # tuples as lists, as YAML holds them
+    config["model"] = {"class_path": "lit_models.GPT", "init_args": init_args}
+    return yaml.safe_dump(config, sort_keys=False)
+
+
+def load_adapter(model, ckpt_path: str) -> dict:
     """Load a LoRA checkpoint's adapter into `model` (checking its base reference) and return
-    the adapter tensors; a file that is not one is a UserError."""
+    the checkpoint; a file that is not one is a UserError."""
     path = Path(ckpt_path)
     checkpoint = read_checkpoint(ckpt_path)
     state = checkpoint["state_dict"]
@@ -101,8 +119,5 @@ def load_adapter(model, ckpt_path: str) -> dict[str, torch.Tensor]:
     try:
         model.load_state_dict(state)
     except RuntimeError as err:
-        raise UserError(
-            f"--ckpt_path {path}: does not fit this LoRA config ({str(err).splitlines()[0]}); "
-            f"use the config it was trained with."
-        ) from None
-    return state
+        raise does_not_fit(path, err) from None
+    return checkpoint
