@@ -124,6 +124,11 @@ class SuiteCLI(LightningCLI):
         for fact in ("categorical_cardinalities", "num_numeric", "wide_dim"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
 
+        # Tabular MLP: the width of a row, the task, and a regression target's train statistics
+        # (num_classes crosses through the text classifiers' link above).
+        for fact in ("num_features", "task", "target_mean", "target_std"):
+            parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
+
         # Word2vec: the counts for the Huffman tree, and the shape of the batches.
         for fact in ("word_counts", "architecture", "negative"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
@@ -199,7 +204,15 @@ def import_class(class_path: str) -> type:
 
 # Facts of the data the CLI links into the model: a checkpoint trained on other data holds
 # weights of other sizes.
-LINKED_FACTS = ("vocab_size", "num_classes", "categorical_cardinalities", "num_numeric", "wide_dim")
+LINKED_FACTS = (
+    "vocab_size",
+    "num_classes",
+    "categorical_cardinalities",
+    "num_numeric",
+    "wide_dim",
+    "num_features",
+    "task",
+)
 
 
 def check_facts_match(checkpoint_hparams: dict, model, config: Namespace) -> None:
