@@ -188,7 +188,7 @@ def _table_of(
             bad = next(i for i, v in enumerate(labels) if not _is_number(v))
             raise DataError(
                 f"{path}: the regression target {target!r} is {labels[bad]!r} in data row "
-                f"{bad + 1}, not a number. Fix the file, or set data.init_args.task=classification."
+                f"{bad + 1}, not a number. Fix the file, or set data.init_args.csv_task=classification."
             )
         return Table(features, np.asarray(numbers, dtype=np.float64), task, None, names)
     classes = sorted(set(labels))
@@ -255,7 +255,7 @@ class TabularDataModule(SplitLoaders, L.LightningDataModule):
         dataset: Dataset = "digits",
         csv_path: str | None = None,
         target: str | None = None,
-        task: Task | None = None,
+        csv_task: Task | None = None,
         val_fraction: float = 0.15,
         test_fraction: float = 0.2,
         split_seed: int = 42,
@@ -269,8 +269,8 @@ class TabularDataModule(SplitLoaders, L.LightningDataModule):
             dataset: digits | breast_cancer | wine | diabetes (shipped with scikit-learn),
                 california_housing | fashion_mnist (downloaded once), csv (`csv_path`).
             csv_path, target: the CSV file and the name of its target column (dataset: csv).
-            task: classification | regression, for a CSV; unset, a target of numbers is a
-                regression target and any other a class name.
+            csv_task: classification | regression, for a CSV; unset, a target of numbers is
+                a regression target and any other a class name.
             val_fraction, test_fraction: shares of the rows in val and test; train has the rest.
             split_seed: shuffles the rows before they are split.
             cache_dir: where scikit-learn keeps the data sets it downloads (default:
@@ -290,12 +290,12 @@ class TabularDataModule(SplitLoaders, L.LightningDataModule):
                 "data.dataset=csv needs data.init_args.csv_path (the file) and "
                 "data.init_args.target (the name of the target column)."
             )
-        if task is not None and dataset != "csv":
-            raise SettingError(f"data.task is set by the data set {dataset}; leave it unset.")
+        if csv_task is not None and dataset != "csv":
+            raise SettingError(f"data.csv_task is for dataset=csv; {dataset} has its own task.")
         self.save_hyperparameters()
         self.dataset = dataset
         self.csv_path = Path(csv_path).expanduser() if csv_path else None
-        self.target, self.task_setting = target, task
+        self.target, self.csv_task = target, csv_task
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.split_seed = split_seed
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
@@ -314,7 +314,7 @@ class TabularDataModule(SplitLoaders, L.LightningDataModule):
                 home = cache_root(self.cache_dir) / "scikit_learn_data"
                 self._table = load_downloaded(self.dataset, home)
             else:
-                self._table = read_csv(self.csv_path, self.target, self.task_setting)
+                self._table = read_csv(self.csv_path, self.target, self.csv_task)
         return self._table
 
     @property

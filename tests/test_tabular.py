@@ -166,7 +166,7 @@ def test_csv_with_a_named_target(tmp_path):
     numbers = write_csv(tmp_path / "n.csv", "a,y,b", [f"{i},{i % 4},{i * i}" for i in range(20)])
     numeric = TabularDataModule("csv", csv_path=str(numbers), target="y")
     assert (numeric.task, numeric.num_classes, numeric.num_features) == ("regression", None, 2)
-    classes = TabularDataModule("csv", csv_path=str(numbers), target="y", task="classification")
+    classes = TabularDataModule("csv", csv_path=str(numbers), target="y", csv_task="classification")
     assert classes.num_classes == 4
 
 
@@ -266,7 +266,12 @@ def test_initialisations():
 
 
 # --- through the CLI ----------------------------------------------------------------------------
-QUICK = ["--trainer.max_epochs=2", "--trainer.enable_progress_bar=false", "--trainer.logger=false"]
+QUICK = [
+    "--trainer.max_epochs=2",
+    "--trainer.enable_progress_bar=false",
+    "--trainer.logger=CSVLogger",  # a logger merges the model's and the data's hparams
+    "--trainer.logger.save_dir=runs",
+]
 
 
 @pytest.mark.parametrize(
