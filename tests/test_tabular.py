@@ -304,3 +304,24 @@ def test_cli_reports_a_bad_csv_and_exits_2(tmp_path):
     )  # fmt: skip
     assert proc.returncode == 2
     assert_one_clear_error(proc, f"{path}: line 42, column 'c' is 'x', not a number")
+
+
+def first_and_last_gradient(**kw) -> tuple[float, float]:
+    torch.manual_seed(0)
+    model = TabularMLP(64, num_classes=10, n_layer=20, n_hidden=64, activation="sigmoid", **kw)
+    x, label = torch.randn(64, 64), torch.randint(0, 10, (64,))
+    model.loss(model(x), label).backward()
+    layers = model.linear_layers()
+    return layers[0].weight.grad.norm().item(), layers[-2].weight.grad.norm().item()
+
+
+def test_deep_sigmoid_gradients_vanish_unless_initialised_or_connected_well():
+    # 20 sigmoid layers with N(0, 0.01^2) weights: the first layer's gradient is lost, many
+    # orders of magnitude below the last hidden layer's (float32 rounds it to 0); residual
+    # connections and batch norm carry it back.
+    first, last = first_and_last_gradient(init="small_normal")
+    assert first < 1e-20 * last
+    first, last = first_and_last_gradient(init="small_normal", residual=True)
+    assert first > 1e-2 * last
+    first, last = first_and_last_gradient(init="small_normal", norm="batch")
+    assert first > 1e-3 * last
