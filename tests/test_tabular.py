@@ -267,7 +267,7 @@ def test_initialisations():
 
 # --- through the CLI ----------------------------------------------------------------------------
 QUICK = [
-    "--trainer.max_epochs=2",
+    "--trainer.max_epochs=1",
     "--trainer.enable_progress_bar=false",
     "--trainer.logger=CSVLogger",  # a logger merges the model's and the data's hparams
     "--trainer.logger.save_dir=runs",
