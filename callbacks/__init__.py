@@ -2,6 +2,7 @@
 
 from callbacks.classification_report import ClassificationReport
 from callbacks.epoch_timer import EpochTimer
+from callbacks.gradient_flow import GradientFlow
 from callbacks.non_finite import StopOnNonFinite
 from callbacks.progress_log import ProgressLog
 from callbacks.random_state import RestoreRandomState
@@ -12,6 +13,7 @@ from callbacks.word_neighbours import WordNeighbours
 __all__ = [
     "ClassificationReport",
     "EpochTimer",
+    "GradientFlow",
     "ProgressLog",
     "RestoreRandomState",
     "StopOnNonFinite",

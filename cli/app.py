@@ -138,6 +138,11 @@ class SuiteCLI(LightningCLI):
         for fact in ("categorical_cardinalities", "num_numeric", "wide_dim"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
 
+        # Tabular MLP: the width of a row, the task, and a regression target's train statistics
+        # (num_classes crosses through the text classifiers' link above).
+        for fact in ("num_features", "task", "target_mean", "target_std"):
+            parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
+
         # Word2vec: the counts for the Huffman tree, and the shape of the batches.
         for fact in ("word_counts", "architecture", "negative"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
@@ -292,6 +297,8 @@ LINKED_FACTS = (
     "categorical_cardinalities",
     "num_numeric",
     "wide_dim",
+    "num_features",
+    "task",
 )
 
 

@@ -6,6 +6,7 @@ from datamodules.language_modeling import LanguageModelingDataModule
 from datamodules.multi30k import Multi30kDataModule
 from datamodules.names import NamesDataModule
 from datamodules.sentiment import RTPolarityDataModule, SST2DataModule
+from datamodules.tabular import TabularDataModule
 from datamodules.tatoeba import TatoebaZhEnDataModule
 from datamodules.tinyshakespeare import TinyShakespeareDataModule
 from datamodules.translation import TranslationDataModule
@@ -20,6 +21,7 @@ __all__ = [
     "NamesDataModule",
     "RTPolarityDataModule",
     "SST2DataModule",
+    "TabularDataModule",
     "TatoebaZhEnDataModule",
     "TinyShakespeareDataModule",
     "TranslationDataModule",
