@@ -124,6 +124,10 @@ class SuiteCLI(LightningCLI):
         for fact in ("categorical_cardinalities", "num_numeric", "wide_dim"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
 
+        # The long-range memory tasks: the shape of a step, of the answer, and its kind.
+        for fact in ("input_size", "output_size", "task_kind"):
+            parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
+
         # Word2vec: the counts for the Huffman tree, and the shape of the batches.
         for fact in ("word_counts", "architecture", "negative"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
