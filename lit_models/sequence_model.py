@@ -28,6 +28,7 @@ from core.checks import require_non_negative, require_positive, require_positive
 from lit_models.modules.recurrent import GATES, Cell, Impl, make_recurrent
 
 TaskKind = Literal["regression", "classification"]
+Optimizer = Literal["adam", "sgd"]
 
 
 class SequenceModel(L.LightningModule):
@@ -41,6 +42,7 @@ class SequenceModel(L.LightningModule):
         n_hidden: int = 128,
         n_layer: int = 1,
         recurrent_gain: float | None = None,
+        optimizer: Optimizer = "adam",
         learning_rate: float = 1e-3,
         weight_decay: float = 0.0,
     ):
@@ -54,7 +56,9 @@ class SequenceModel(L.LightningModule):
             n_hidden, n_layer: width and depth of the recurrent stack.
             recurrent_gain: recurrent matrices start as gain x orthogonal; None: torch's init
                 (uniform in +-1/sqrt(n_hidden)).
-            learning_rate, weight_decay: Adam's.
+            optimizer: adam | sgd (plain: a gradient's size becomes the step's size, which
+                shows exploding gradients; Adam's step is about learning_rate whatever it is).
+            learning_rate, weight_decay: the optimizer's.
         """
         super().__init__()
         require_positive(
@@ -122,6 +126,12 @@ class SequenceModel(L.LightningModule):
         return outputs.argmax(-1) if self.hparams.task_kind == "classification" else outputs
 
     def configure_optimizers(self):
+        if self.hparams.optimizer == "sgd":
+            return torch.optim.SGD(
+                self.parameters(),
+                lr=self.hparams.learning_rate,
+                weight_decay=self.hparams.weight_decay,
+            )
         return torch.optim.Adam(
             self.parameters(),
             lr=self.hparams.learning_rate,

@@ -118,6 +118,9 @@ def test_recurrent_gain_sets_every_singular_value():
     model = SequenceModel(input_size=2, cell="gru", n_hidden=6, recurrent_gain=3.0)
     for block in model.rnn.weight_hh_l0.detach().split(6):
         assert torch.allclose(torch.linalg.svdvals(block), torch.full((6,), 3.0), atol=1e-5)
+    assert isinstance(model.configure_optimizers(), torch.optim.Adam)
+    sgd = SequenceModel(input_size=2, optimizer="sgd", learning_rate=0.05)
+    assert isinstance(sgd.configure_optimizers(), torch.optim.SGD)
 
 
 # --- through the CLI -----------------------------------------------------------------------
