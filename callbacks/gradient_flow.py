@@ -199,7 +199,7 @@ def save_heatmap(history: GradientHistory, path: Path, title: str = "") -> None:
         ("log10 update / weight", log10(history.update_ratios)),
     )
     height = 1.6 + 0.22 * len(layers)
-    figure = Figure(figsize=(10, min(height, 12)))
+    figure = Figure(figsize=(10, min(height, 12)), layout="constrained")  # room for names
     for column, (label, table) in enumerate(panels):
         ax = figure.add_subplot(1, 2, column + 1)
         image = ax.imshow(
@@ -215,6 +215,5 @@ def save_heatmap(history: GradientHistory, path: Path, title: str = "") -> None:
         ax.set_xlabel("step")
         ax.set_title(f"{label}{', ' + title if title else ''}", fontsize=9)
         figure.colorbar(image, ax=ax, fraction=0.046)
-    figure.tight_layout()
     with atomic_path(path) as tmp:
         figure.savefig(tmp, dpi=80, format="png")

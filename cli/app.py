@@ -142,6 +142,9 @@ class SuiteCLI(LightningCLI):
         # (num_classes crosses through the text classifiers' link above).
         for fact in ("num_features", "task", "target_mean", "target_std"):
             parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
+        # The long-range memory tasks: the shape of a step, of the answer, and its kind.
+        for fact in ("input_size", "output_size", "task_kind"):
+            parser.link_arguments(f"data.{fact}", f"model.init_args.{fact}", apply_on="instantiate")
 
         # Word2vec: the counts for the Huffman tree, and the shape of the batches.
         for fact in ("word_counts", "architecture", "negative"):

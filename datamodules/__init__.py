@@ -3,6 +3,7 @@
 from datamodules.adult import AdultDataModule
 from datamodules.chat import ChatDataModule
 from datamodules.language_modeling import LanguageModelingDataModule
+from datamodules.long_range import LongRangeDataModule
 from datamodules.multi30k import Multi30kDataModule
 from datamodules.names import NamesDataModule
 from datamodules.sentiment import RTPolarityDataModule, SST2DataModule
@@ -17,6 +18,7 @@ __all__ = [
     "AdultDataModule",
     "ChatDataModule",
     "LanguageModelingDataModule",
+    "LongRangeDataModule",
     "Multi30kDataModule",
     "NamesDataModule",
     "RTPolarityDataModule",

@@ -283,7 +283,7 @@ class TensorRows(Dataset):
         self.tensors = tensors
 
     def __len__(self) -> int:
-        return len(self.tensors["label"])
+        return len(next(iter(self.tensors.values())))
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
         return {k: v[i] for k, v in self.tensors.items()}

@@ -6,6 +6,7 @@ from lit_models.lora import LoRAGPT
 from lit_models.mlp_lm import MLPLanguageModel, WaveNetLanguageModel
 from lit_models.rnn_lm import RNNLanguageModel
 from lit_models.seq2seq import AttentionSeq2Seq, Seq2Seq
+from lit_models.sequence_model import SequenceModel
 from lit_models.tabular_mlp import TabularMLP
 from lit_models.text_classifier import TextClassifier
 from lit_models.transformer_translator import TransformerTranslator
@@ -21,6 +22,7 @@ __all__ = [
     "MLPLanguageModel",
     "RNNLanguageModel",
     "Seq2Seq",
+    "SequenceModel",
     "TabularMLP",
     "TextClassifier",
     "TransformerTranslator",
