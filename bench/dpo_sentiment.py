@@ -18,7 +18,7 @@ sentiment classifier (the classic "positive sentiment" experiment of RLHF papers
 
 Prints a table, writes bench/results/dpo_sentiment.json and dpo_sentiment.png.
 
-    python bench/dpo_sentiment.py                      # everything, ~15 minutes on a busy CPU
+    python bench/dpo_sentiment.py                      # everything, 8 minutes on a busy CPU core
     python bench/dpo_sentiment.py --gpt-ckpt A --classifier-ckpt B   # reuse the two runs
     python bench/dpo_sentiment.py --quick              # tiny sizes: the plumbing only
 """
@@ -256,8 +256,8 @@ def main() -> None:
     parser.add_argument("--classifier-ckpt", type=Path, help="reuse an SST-2 classifier's")
     parser.add_argument("--gpt-steps", type=int, help="default: configs/gpt_reviews.yaml's")
     parser.add_argument("--classifier-steps", type=int, default=500)
-    parser.add_argument("--train-prompts", type=int, default=320)
-    parser.add_argument("--eval-prompts", type=int, default=200)
+    parser.add_argument("--train-prompts", type=int, default=480)
+    parser.add_argument("--eval-prompts", type=int, default=400)
     parser.add_argument("--dpo-steps", type=int, help="default: configs/dpo_reviews.yaml's")
     parser.add_argument("--every", type=int, default=25, help="DPO steps between measurements")
     parser.add_argument("--best-of", type=int, default=4)
