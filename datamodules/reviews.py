@@ -9,10 +9,11 @@ into train/val/test (`val_fraction`, `test_fraction`); SST-2's training phrases 
 the train split only.
 
 SST-2 was built from the same Rotten Tomatoes snippets, so its phrases hold the held-out
-sentences and pieces of them. A phrase whose words are a run of words of a val or test
-sentence (the whole sentence included) is left out of training, compared on lower-cased
-letters and digits only (the corpora tokenize "century's" and "-lrb-" differently): the
-held-out review openings and the held-out text the bench measures are never trained on.
+sentences and pieces of them (and rt-polarity repeats a few short snippets). A training
+line, phrase or sentence, whose words are a run of words of a val or test sentence (the
+whole sentence included) is left out, compared on lower-cased letters and digits only
+(the corpora tokenize "century's" and "-lrb-" differently): the held-out review openings
+and the held-out text the bench measures are never trained on.
 
 Files: `<data_dir>/sst2/train.tsv` and `<data_dir>/rt-polarity/rt-polarity.{pos,neg}`,
 `data_dir` being the folder that holds both corpora ($DATA_DIR by default). Missing ones
@@ -159,12 +160,13 @@ class ReviewsDataModule(LanguageModelingDataModule):
             "test": sentences[n_val : n_val + n_test],
             "train": sentences[n_val + n_test :],
         }
+        # rt-polarity repeats a few short snippets ("shallow .") and SST-2 holds every one:
+        # a training line that is a held-out sentence or a piece of one is left out
         held_out = word_runs(split["val"] + split["test"])
         phrases = [ex.text for ex in read_labelled_tsv(files["sst2"])]
-        split["train"] += [
-            p
-            for p in phrases
-            if len(p.split()) >= self.sst2_min_words and comparable_words(p) not in held_out
+        phrases = [p for p in phrases if len(p.split()) >= self.sst2_min_words]
+        split["train"] = [
+            line for line in split["train"] + phrases if comparable_words(line) not in held_out
         ]
         return {name: [f"{line}\n" for line in lines] for name, lines in split.items()}
 

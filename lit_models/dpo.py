@@ -127,7 +127,8 @@ class DPO(L.LightningModule):
             self.reference = None
         else:
             self.policy = gpt
-            self.reference = copy.deepcopy(gpt).requires_grad_(False).eval()
+            # Frozen by requires_grad; its mode follows the policy's (no dropout left in either)
+            self.reference = copy.deepcopy(gpt).requires_grad_(False)
 
     # --- the two models ----------------------------------------------------------------------
     @property
@@ -208,10 +209,6 @@ class DPO(L.LightningModule):
 
     def test_step(self, batch: dict, batch_idx: int) -> None:
         self._log_step("test", self.preference_step(batch))
-
-    def on_train_start(self) -> None:
-        if self.reference is not None:
-            self.reference.eval()  # Lightning's train() reaches it too: no dropout either way
 
     def configure_optimizers(self):
         return adamw_warmup_cosine(self)

@@ -68,14 +68,22 @@ def test_a_missing_file_is_one_clear_error(tmp_path):
     assert_one_clear_error(proc, "rt-polarity/rt-polarity.neg", str(root))
 
 
-def test_review_gpt_config_trains_on_the_shared_corpora(tmp_path):
+def test_the_shared_corpora_split_without_leaks():
     need_corpus("sst2")
     need_corpus("rt-polarity")
+    lines = ReviewsDataModule().lines()
+    assert len(lines["val"]) == len(lines["test"]) == 533  # 5% of 10,662 sentences each
+    assert len(lines["train"]) > 40_000  # the other 90% and most SST-2 phrases
+    runs = word_runs(lines["val"] + lines["test"])
+    assert not any(comparable_words(line) in runs for line in lines["train"])
+
+
+def test_review_gpt_config_trains(tmp_path):
+    pos = [f"review {i} is a warm , funny and moving film ." for i in range(30)]
+    neg = [f"review {i} is a dull , tired and empty mess ." for i in range(30)]
+    root = write_corpora(tmp_path / "data", ["a quiet charm wins the day"] * 5, pos, neg)
+    tiny = [*TINY_GPT, "--data.init_args.block_size=16", "--data.init_args.bpe_vocab_size=300"]
     run_cli(
-        "fit",
-        "--config",
-        config("gpt_reviews.yaml"),
-        "--data.init_args.bpe_vocab_size=300",
-        *TINY_GPT,
+        "fit", "--config", config("gpt_reviews.yaml"), f"--data.init_args.data_dir={root}", *tiny
     )
     assert next(tmp_path.rglob("checkpoints/last.ckpt")).is_file()
