@@ -47,6 +47,9 @@ from datamodules.sentiment import (
 SST2_TRAIN = "sst2/train.tsv"
 RT_POS, RT_NEG = (f"rt-polarity/{RT_FILES[label]}" for label in (1, 0))
 ALNUM = re.compile(r"[a-z0-9]+")
+# Part of the cache key: bump it when what a split holds changes, so old token ids are not
+# reused (2: rt-polarity training lines that repeat a held-out piece are left out too).
+SPLIT_FORMAT = 2
 
 
 def comparable_words(text: str) -> tuple[str, ...]:
@@ -145,7 +148,7 @@ class ReviewsDataModule(LanguageModelingDataModule):
     def describe_splits(self) -> str:
         return (
             f"rt-polarity seed {self.split_seed} val {self.val_fraction} test "
-            f"{self.test_fraction}; sst2 train >= {self.sst2_min_words} words"
+            f"{self.test_fraction}; sst2 train >= {self.sst2_min_words} words; v{SPLIT_FORMAT}"
         )
 
     def read_lines(self, files: dict[str, Path]) -> dict[str, list[str]]:
