@@ -18,7 +18,7 @@ sentiment classifier (the classic "positive sentiment" experiment of RLHF papers
 
 Prints a table, writes bench/results/dpo_sentiment.json and dpo_sentiment.png.
 
-    python bench/dpo_sentiment.py                      # everything, 8 minutes on a busy CPU core
+    python bench/dpo_sentiment.py                      # everything, 5-8 minutes on a busy CPU core
     python bench/dpo_sentiment.py --gpt-ckpt A --classifier-ckpt B   # reuse the two runs
     python bench/dpo_sentiment.py --quick              # tiny sizes: the plumbing only
 """
