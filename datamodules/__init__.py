@@ -6,6 +6,8 @@ from datamodules.language_modeling import LanguageModelingDataModule
 from datamodules.long_range import LongRangeDataModule
 from datamodules.multi30k import Multi30kDataModule
 from datamodules.names import NamesDataModule
+from datamodules.preference import PreferenceDataModule
+from datamodules.reviews import ReviewsDataModule
 from datamodules.sentiment import RTPolarityDataModule, SST2DataModule
 from datamodules.tabular import TabularDataModule
 from datamodules.tatoeba import TatoebaZhEnDataModule
@@ -21,7 +23,9 @@ __all__ = [
     "LongRangeDataModule",
     "Multi30kDataModule",
     "NamesDataModule",
+    "PreferenceDataModule",
     "RTPolarityDataModule",
+    "ReviewsDataModule",
     "SST2DataModule",
     "TabularDataModule",
     "TatoebaZhEnDataModule",

@@ -1,5 +1,6 @@
 """The models of the suite, each a LightningModule; shared building blocks live in `modules/`."""
 
+from lit_models.dpo import DPO
 from lit_models.gpt import GPT
 from lit_models.language_model import LanguageModel
 from lit_models.lora import LoRAGPT
@@ -16,6 +17,7 @@ from lit_models.word2vec import Word2Vec
 
 __all__ = [
     "AttentionSeq2Seq",
+    "DPO",
     "GPT",
     "LanguageModel",
     "LoRAGPT",
