@@ -5,6 +5,7 @@ from datamodules.chat import ChatDataModule
 from datamodules.language_modeling import LanguageModelingDataModule
 from datamodules.multi30k import Multi30kDataModule
 from datamodules.names import NamesDataModule
+from datamodules.reviews import ReviewsDataModule
 from datamodules.sentiment import RTPolarityDataModule, SST2DataModule
 from datamodules.tatoeba import TatoebaZhEnDataModule
 from datamodules.tinyshakespeare import TinyShakespeareDataModule
@@ -19,6 +20,7 @@ __all__ = [
     "Multi30kDataModule",
     "NamesDataModule",
     "RTPolarityDataModule",
+    "ReviewsDataModule",
     "SST2DataModule",
     "TatoebaZhEnDataModule",
     "TinyShakespeareDataModule",
