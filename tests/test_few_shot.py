@@ -13,7 +13,7 @@ from torch import nn
 
 from core.errors import DataError
 from datamodules.sentiment import read_labelled_text, read_text_label_tsv
-from lit_models import GPT
+from lit_models import GPT, RNNLanguageModel
 from lit_models.modules.decoding import evaluating
 from lit_models.modules.prompting import (
     Template,
@@ -95,11 +95,20 @@ def test_label_scores_are_the_summed_log_likelihood_of_their_tokens():
             assert scores[row, col].item() == pytest.approx(expected.item(), abs=1e-5)
 
 
-def test_gpt_label_scores_equal_a_full_forward_pass():
-    """Prompts of several lengths in one left-padded batch, through GPT's KV cache, score as
-    the whole sequence read at once does."""
+def tiny_gpt() -> GPT:
+    return GPT(vocab_size=len(ALPHABET), block_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0)
+
+
+def tiny_lstm() -> RNNLanguageModel:
+    return RNNLanguageModel(len(ALPHABET), n_layer=1, n_embd=16, n_hidden=16, dropout=0)
+
+
+@pytest.mark.parametrize("build", [tiny_gpt, tiny_lstm])
+def test_label_scores_equal_a_full_forward_pass(build):
+    """Prompts of several lengths in one left-padded batch (through GPT's KV cache, or the
+    LSTM's state) score as the whole sequence read at once does."""
     torch.manual_seed(0)
-    model = GPT(vocab_size=len(ALPHABET), block_size=32, n_layer=2, n_head=2, n_embd=16, dropout=0)
+    model = build()
     labels = [encode(" bad"), encode(" good")]
     prompts = [encode("text: awful\nlabel:"), encode("x:")]
     scores = label_log_likelihoods(model, prompts, labels)
@@ -108,7 +117,9 @@ def test_gpt_label_scores_equal_a_full_forward_pass():
         for col, label in enumerate(labels):
             ids = torch.tensor([prompt + label])
             with torch.no_grad():
-                log_probs = model(ids[:, :-1]).log_softmax(dim=-1)[0]
+                logits = model(ids[:, :-1])
+            logits = logits[0] if isinstance(logits, tuple) else logits  # the LSTM's state
+            log_probs = logits.log_softmax(dim=-1)[0]
             targets = ids[0, len(prompt) :]
             expected = log_probs[len(prompt) - 1 :].gather(1, targets[:, None]).sum()
             assert scores[row, col].item() == pytest.approx(expected.item(), abs=1e-4)
