@@ -69,7 +69,8 @@ def checkpoint_facts(ckpt: Path) -> dict:
     return {
         "step": state["global_step"],
         "best_val_loss": float(best[0]) if best and best[0] is not None else None,
-        "parameters": sum(v.numel() for v in state["state_dict"].values()),
+        # A tied output layer shares the embedding's storage: count each tensor once.
+        "parameters": sum({v.data_ptr(): v.numel() for v in state["state_dict"].values()}.values()),
     }
 
 

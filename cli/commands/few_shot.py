@@ -111,14 +111,13 @@ def few_shot(
 
     runs = []
     for k in shots:
-        if k > len(pool) and k > 0:
+        if k > len(pool):
             raise UserError(f"--shots {k}: the train split has only {len(pool)} usable examples")
         for seed in seeds if k > 0 else seeds[:1]:
             demos = [(ex.text, label_words[ex.label]) for ex in draw_demonstrations(pool, k, seed)]
-            runs.append(
-                score(model, form, demos, test, labels, encode, max_tokens, batch_size, free)
-            )
-            runs[-1].seed = seed
+            run = score(model, form, demos, test, labels, encode, max_tokens, batch_size, free)
+            run.seed = seed
+            runs.append(run)
     report = summarise(runs, shots, test, label_words, context)
     report.update(source=source, template=form.text, separator=form.separator, seeds=seeds)
     report.update(unexpressed_test_examples=unexpressed, model=type(model).__name__)
