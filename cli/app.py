@@ -73,6 +73,7 @@ class SuiteCLI(LightningCLI):
             "chat": {"model", "datamodule"},
             "export_vectors": {"model", "datamodule"},
             "export_hf": {"model", "datamodule"},
+            "few_shot": {"model", "datamodule"},
         }
 
     def _parse_ckpt_path(self) -> None:

@@ -434,6 +434,50 @@ class RTPolarityDataModule(SentimentDataModule):
         return split_examples(examples, self.split_seed)
 
 
+# --- labelled text for prompting (the `few_shot` command) ---------------------------------
+
+
+def read_labelled_text(
+    source: str, data_dir: str | None = None, split_seed: int = 42
+) -> dict[Split, list[Example]]:
+    """Labelled sentences by split: SST-2 (its dev file is val and test), movie-review
+    polarity (seeded 80/10/10, as RTPolarityDataModule cuts it), or a local TSV file of
+    `text<TAB>label` rows, label an integer from 0 (a first row `text<TAB>label` or
+    `sentence<TAB>label` is a header), cut like polarity."""
+    if source == "sst2":
+        return SST2DataModule(data_dir).splits
+    if source == "rt-polarity":
+        return RTPolarityDataModule(data_dir, split_seed=split_seed).splits
+    path = Path(source).expanduser()
+    if not path.is_file():
+        raise UserError(
+            f"labelled text {source!r}: not sst2, rt-polarity, nor a file; give one of those "
+            "or the path of a TSV file of text<TAB>label rows."
+        )
+    return split_examples(read_text_label_tsv(path), split_seed)
+
+
+def read_text_label_tsv(path: Path) -> list[Example]:
+    """`text<TAB>label` rows (label 0, 1, 2, ...), after an optional header row."""
+    lines = read_lines(path)
+    start = 1 if lines and lines[0].split("\t") in (["text", "label"], ["sentence", "label"]) else 0
+    examples = []
+    for number, line in enumerate(lines[start:], start=start + 1):
+        if not line.strip():
+            continue
+        fields = line.split("\t")
+        label = fields[-1].strip()
+        if len(fields) != 2 or not label.isdigit() or not fields[0].strip():
+            raise DataError(
+                f"{path}: line {number} is not text<TAB>label with a label 0, 1, 2, ...: "
+                f"{line[:60]!r}"
+            )
+        examples.append(Example(fields[0].strip(), int(label)))
+    if not examples:
+        raise DataError(f"{path}: no text<TAB>label rows.")
+    return examples
+
+
 def _torch_bytes(value) -> bytes:
     buffer = io.BytesIO()
     torch.save(value, buffer)
