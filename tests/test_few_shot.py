@@ -23,7 +23,14 @@ from lit_models.modules.prompting import (
     label_log_likelihoods,
     label_probabilities,
 )
-from tests.conftest import TINY_GPT, assert_one_clear_error, config, need_corpus, run_cli
+from tests.conftest import (
+    SHARED_DATA,
+    TINY_GPT,
+    assert_one_clear_error,
+    config,
+    need_corpus,
+    run_cli,
+)
 
 ALPHABET = " abcdefghijklmnopqrstuvwxyz:\n"
 
@@ -245,7 +252,10 @@ def checkpoint(tmp_path_factory):
     """A tiny Shakespeare GPT trained for a few steps."""
     need_corpus("tinyshakespeare")
     folder = tmp_path_factory.mktemp("few_shot")
+    # Set here: a module's fixture runs before the per-test environment is (DATA_DIR may be
+    # relative to the checkout, as CI gives it).
     env = {"WANDB_MODE": "disabled", "XDG_CACHE_HOME": str(folder / "cache")}
+    env["DATA_DIR"] = str(SHARED_DATA)
     quick = [
         "--trainer.max_steps=4",
         "--trainer.val_check_interval=4",
