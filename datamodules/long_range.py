@@ -99,7 +99,7 @@ class LongRangeDataModule(SplitLoaders, L.LightningDataModule):
         """
         super().__init__()
         if task not in ("adding", "copy"):
-            raise UserError(f"data.task must be adding or copy, got {task!r}.")
+            raise UserError(f"data.init_args.task must be adding or copy, got {task!r}.")
         require_positive(
             "data",
             train_size=train_size,
@@ -113,7 +113,7 @@ class LongRangeDataModule(SplitLoaders, L.LightningDataModule):
         require_non_negative("data", num_workers=num_workers)
         if seq_len < (2 if task == "adding" else 1):
             raise UserError(
-                f"data.seq_len must be at least {2 if task == 'adding' else 1} for the {task} "
+                f"data.init_args.seq_len must be at least {2 if task == 'adding' else 1} for the {task} "
                 f"task (one marker in each half), got {seq_len}."
             )
         self.save_hyperparameters()

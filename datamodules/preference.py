@@ -121,9 +121,9 @@ def read_hub_pairs(name: str) -> list[PreferencePair]:
     """The rows of a Hugging Face preference dataset's train split (downloaded)."""
     if hub_offline():
         raise DataError(
-            f"preference data: data.dataset {name} is read from the Hugging Face hub, and "
+            f"preference data: data.init_args.dataset {name} is read from the Hugging Face hub, and "
             "HF_HUB_OFFLINE / HF_DATASETS_OFFLINE is set. Offline, write its pairs as JSONL, "
-            'one {"prompt": ..., "chosen": ..., "rejected": ...} a line, and give data.train_file.'
+            'one {"prompt": ..., "chosen": ..., "rejected": ...} a line, and give data.init_args.train_file.'
         )
     import datasets
 
@@ -131,7 +131,7 @@ def read_hub_pairs(name: str) -> list[PreferencePair]:
         rows = datasets.load_dataset(name, split="train")
     except Exception as err:  # no network, no such dataset, no train split
         raise DataError(
-            f"preference data: data.dataset {name} cannot be read ({type(err).__name__}: {err})."
+            f"preference data: data.init_args.dataset {name} cannot be read ({type(err).__name__}: {err})."
         ) from None
     return [parse_row(dict(row), f"{name}: row {n}") for n, row in enumerate(rows, start=1)]
 
@@ -195,13 +195,17 @@ class PreferenceDataModule(SplitLoaders, L.LightningDataModule):
         require_fraction("data", val_fraction=val_fraction)
         if not (train_file or dataset):
             raise UserError(
-                "preference data: set data.train_file (a JSONL of prompt/chosen/rejected "
-                "rows) or data.dataset (a Hugging Face dataset id, online)."
+                "preference data: set data.init_args.train_file (a JSONL of prompt/chosen/rejected "
+                "rows) or data.init_args.dataset (a Hugging Face dataset id, online)."
             )
         if tokenizer == "file" and not tokenizer_file:
-            raise UserError("data.tokenizer=file needs data.tokenizer_file (a tokenizer JSON).")
+            raise UserError(
+                "data.init_args.tokenizer=file needs data.init_args.tokenizer_file (a tokenizer JSON)."
+            )
         if tokenizer == "pretrained" and not pretrained_tokenizer:
-            raise UserError("data.tokenizer=pretrained needs data.pretrained_tokenizer (a folder).")
+            raise UserError(
+                "data.init_args.tokenizer=pretrained needs data.init_args.pretrained_tokenizer (a folder)."
+            )
         self.save_hyperparameters()
         self.train_file = Path(train_file).expanduser() if train_file else None
         self.val_file = Path(val_file).expanduser() if val_file else None
@@ -227,7 +231,7 @@ class PreferenceDataModule(SplitLoaders, L.LightningDataModule):
             else:
                 path = Path(hp.tokenizer_file).expanduser()
                 if not path.is_file():
-                    raise UserError(f"data.tokenizer_file {path}: no such file.")
+                    raise UserError(f"data.init_args.tokenizer_file {path}: no such file.")
                 self._tokenizer = Tokenizer.from_bytes(read_payload(path), hp.tokenizer_kind)
         return self._tokenizer
 
@@ -259,7 +263,7 @@ class PreferenceDataModule(SplitLoaders, L.LightningDataModule):
                 if n_val >= len(train):
                     raise DataError(
                         f"preference data: {len(train)} pair(s) cannot be split into train and "
-                        "validation; give more pairs or a data.val_file."
+                        "validation; give more pairs or a data.init_args.val_file."
                     )
                 val = [train[i] for i in sorted(order[:n_val])]
                 train = [train[i] for i in sorted(order[n_val:])]
@@ -278,8 +282,8 @@ class PreferenceDataModule(SplitLoaders, L.LightningDataModule):
         if len(prompt_ids) >= self.block_size:
             raise DataError(
                 f"{pair.where}: the prompt is {len(prompt_ids)} tokens, the context "
-                f"(data.block_size) {self.block_size}: no room for a response. Shorten the "
-                "prompt or raise data.block_size (at most the model's context)."
+                f"(data.init_args.block_size) {self.block_size}: no room for a response. Shorten the "
+                "prompt or raise data.init_args.block_size (at most the model's context)."
             )
         return EncodedPair(
             encode_side(prompt_ids, tok.encode(pair.chosen), self.block_size),

@@ -109,7 +109,7 @@ class ReviewsDataModule(LanguageModelingDataModule):
         require_fraction("data", val_fraction=val_fraction, test_fraction=test_fraction)
         if val_fraction + test_fraction >= 1.0:
             raise UserError(
-                f"data.val_fraction + data.test_fraction must leave sentences to train on, "
+                f"data.init_args.val_fraction + data.init_args.test_fraction must leave sentences to train on, "
                 f"got {val_fraction} + {test_fraction}."
             )
         require_positive("data", sst2_min_words=sst2_min_words)

@@ -115,7 +115,7 @@ def load_downloaded(name: str, data_home: Path) -> Table:
         raise DataError(
             f"data: {name} is not in {data_home} and {why}. Run once with a network (scikit-learn "
             f"downloads it there), or copy scikit-learn's data folder of a machine that has it "
-            f"to {data_home} (data.cache_dir moves it)."
+            f"to {data_home} (data.init_args.cache_dir moves it)."
         ) from err
     if task == "classification":
         return Table(features.astype(np.float64), target, task, int(target.max()) + 1, names)
@@ -127,7 +127,7 @@ def read_csv(path: Path, target: str, task: Task | None) -> Table:
     is all numbers is a regression target, else class names (sorted, ids 0..C-1)."""
     if not path.is_file():
         raise DataError(
-            f"data.csv_path: {path} does not exist. Point data.init_args.csv_path at a CSV file "
+            f"data.init_args.csv_path: {path} does not exist. Point data.init_args.csv_path at a CSV file "
             "with a header row (and data.init_args.target at its target column)."
         )
     with path.open(newline="", encoding="utf-8") as f:
@@ -282,16 +282,18 @@ class TabularDataModule(SplitLoaders, L.LightningDataModule):
         require_fraction("data", val_fraction=val_fraction, test_fraction=test_fraction)
         if val_fraction + test_fraction >= 1:
             raise SettingError(
-                f"data.val_fraction + data.test_fraction must leave rows to train on, got "
+                f"data.init_args.val_fraction + data.init_args.test_fraction must leave rows to train on, got "
                 f"{val_fraction} + {test_fraction}."
             )
         if dataset == "csv" and not (csv_path and target):
             raise SettingError(
-                "data.dataset=csv needs data.init_args.csv_path (the file) and "
+                "data.init_args.dataset=csv needs data.init_args.csv_path (the file) and "
                 "data.init_args.target (the name of the target column)."
             )
         if csv_task is not None and dataset != "csv":
-            raise SettingError(f"data.csv_task is for dataset=csv; {dataset} has its own task.")
+            raise SettingError(
+                f"data.init_args.csv_task is for dataset=csv; {dataset} has its own task."
+            )
         self.save_hyperparameters()
         self.dataset = dataset
         self.csv_path = Path(csv_path).expanduser() if csv_path else None

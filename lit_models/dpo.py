@@ -85,9 +85,13 @@ class DPO(L.LightningModule):
         super().__init__()
         require_positive_number("model", beta=beta)
         if not 0.0 <= label_smoothing < 0.5:
-            raise UserError(f"model.label_smoothing must be in [0, 0.5), got {label_smoothing}.")
+            raise UserError(
+                f"model.init_args.label_smoothing must be in [0, 0.5), got {label_smoothing}."
+            )
         if loss_type == "ipo" and label_smoothing:
-            raise UserError("model.label_smoothing applies to loss_type sigmoid (cDPO) only.")
+            raise UserError(
+                "model.init_args.label_smoothing applies to loss_type sigmoid (cDPO) only."
+            )
         require_positive("model", rank=rank)
         require_positive_number("model", alpha=alpha)
         require_probability("model", lora_dropout=lora_dropout)
@@ -97,7 +101,7 @@ class DPO(L.LightningModule):
         adapted = read_base(base, vocab_size, block_size)
         if base_sha256 and base_sha256 != adapted.sha256:
             raise UserError(
-                f"model.base {base} has changed since this DPO run started (sha256 "
+                f"model.init_args.base {base} has changed since this DPO run started (sha256 "
                 f"{adapted.sha256[:12]}, expected {base_sha256[:12]}). Use the base it was "
                 "trained from."
             )
@@ -215,12 +219,14 @@ class DPO(L.LightningModule):
 
     def setup(self, stage: str) -> None:
         fix = (
-            "Tokenize the pairs with the base's tokenizer (data.tokenizer: pretrained, "
-            "data.pretrained_tokenizer: the base's folder)."
+            "Tokenize the pairs with the base's tokenizer (data.init_args.tokenizer: pretrained, "
+            "data.init_args.pretrained_tokenizer: the base's folder)."
             if self.base_tokenizer and self.base_tokenizer.startswith("pretrained:")
             else "Tokenize the pairs with the tokenizer the base was trained with."
         )
-        check_data_tokenizer(self, self.base_tokenizer, f"model.base {self.hparams.base}", fix)
+        check_data_tokenizer(
+            self, self.base_tokenizer, f"model.init_args.base {self.hparams.base}", fix
+        )
 
     # --- decoding: the policy's (lit_models/modules/decoding.py) ------------------------------
     def decoding_mode(self) -> AbstractContextManager[None]:

@@ -144,17 +144,17 @@ class TabularMLP(L.LightningModule):
         )
         if task == "classification" and not (num_classes is not None and num_classes >= 2):
             raise SettingError(
-                f"model.num_classes must be at least 2 for classification, got {num_classes}."
+                f"model.init_args.num_classes must be at least 2 for classification, got {num_classes}."
             )
         loss = loss if loss != "auto" else LOSSES_OF[task][0]
         if loss not in LOSSES_OF[task]:
             raise SettingError(
-                f"model.loss={loss} is not a {task} loss; choose one of "
+                f"model.init_args.loss={loss} is not a {task} loss; choose one of "
                 f"{', '.join(('auto', *LOSSES_OF[task]))}."
             )
         if focal_alpha is not None and len(focal_alpha) != num_classes:
             raise SettingError(
-                f"model.focal_alpha must give one weight per class ({num_classes}), "
+                f"model.init_args.focal_alpha must give one weight per class ({num_classes}), "
                 f"got {len(focal_alpha)}."
             )
         self.save_hyperparameters()

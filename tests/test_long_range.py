@@ -69,7 +69,7 @@ def test_bad_settings_are_one_clear_error():
     proc = run_cli(
         "fit", "--config", config("lstm_adding.yaml"), "--data.init_args.seq_len=1", check=False
     )
-    assert_one_clear_error(proc, "data.seq_len", "adding")
+    assert_one_clear_error(proc, "data.init_args.seq_len", "adding")
 
 
 # --- the model -----------------------------------------------------------------------------

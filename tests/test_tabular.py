@@ -200,11 +200,11 @@ def test_downloaded_data_set_offline_says_so(tmp_path):
 
 # --- the model ------------------------------------------------------------------------------
 def test_settings_are_checked():
-    with pytest.raises(SettingError, match="model.num_classes must be at least 2"):
+    with pytest.raises(SettingError, match="model.init_args.num_classes must be at least 2"):
         TabularMLP(4, task="classification", num_classes=None)
-    with pytest.raises(SettingError, match="model.loss=huber is not a classification loss"):
+    with pytest.raises(SettingError, match="model.init_args.loss=huber is not a classification loss"):
         TabularMLP(4, num_classes=3, loss="huber")
-    with pytest.raises(SettingError, match="data.dataset=csv needs"):
+    with pytest.raises(SettingError, match="data.init_args.dataset=csv needs"):
         TabularDataModule("csv")
 
 
