@@ -6,7 +6,8 @@ sentiment classifier (the classic "positive sentiment" experiment of RLHF papers
    through the CLI as a user runs them, in bench/runs/dpo_sentiment/<stamp>/ (ignored by git).
 2. For openings (the first words) of validation review sentences, held out of the GPT's
    training text, the GPT samples two continuations each; the classifier's P(positive) of
-   opening + continuation decides: the more positive is `chosen`.
+   opening + continuation decides: the more positive is `chosen`. `--rounds` (3) pairs a
+   training opening, each from two new samples.
 3. DPO (configs/dpo_reviews.yaml, in this process so that a callback can follow it) tunes
    the GPT on those pairs.
 4. On openings of the test sentences (used nowhere in training): the share of continuations
@@ -259,6 +260,9 @@ def main() -> None:
     parser.add_argument("--train-prompts", type=int, default=480)
     parser.add_argument("--eval-prompts", type=int, default=400)
     parser.add_argument("--dpo-steps", type=int, help="default: configs/dpo_reviews.yaml's")
+    parser.add_argument(
+        "--rounds", type=int, default=3, help="pairs a training opening (two new samples each)"
+    )
     parser.add_argument("--every", type=int, default=25, help="DPO steps between measurements")
     parser.add_argument("--best-of", type=int, default=4)
     parser.add_argument("--threads", type=int, default=1)
@@ -318,8 +322,14 @@ def main() -> None:
     val_openings = openings(data.held_out_sentences("val"), args.train_prompts + n_val_pairs)
     eval_prompts = openings(data.held_out_sentences("test"), args.eval_prompts)
     t = time.perf_counter()
-    rows, gap = build_pairs(gpt, data, judge, val_openings, seed=1)
-    for name, part in (("train", rows[n_val_pairs:]), ("val", rows[:n_val_pairs])):
+    # Validation pairs from openings of their own; each training opening gives `rounds` pairs.
+    val_rows, _ = build_pairs(gpt, data, judge, val_openings[:n_val_pairs], seed=1)
+    train_rows, gaps = [], []
+    for round_ in range(args.rounds):
+        part, gap = build_pairs(gpt, data, judge, val_openings[n_val_pairs:], seed=1 + 2 * round_)
+        train_rows, gaps = train_rows + part, gaps + [gap]
+    gap = sum(gaps) / len(gaps)
+    for name, part in (("train", train_rows), ("val", val_rows)):
         (folder / f"pairs-{name}.jsonl").write_text("".join(json.dumps(r) + "\n" for r in part))
     seconds["pairs"] = round(time.perf_counter() - t, 1)
 
@@ -382,7 +392,12 @@ def main() -> None:
         },
         heldout_ppl_rise=rise,
         history=tracker.history,
-        pairs={"train": len(rows) - n_val_pairs, "val": n_val_pairs, "mean_p_positive_gap": gap},
+        pairs={
+            "train": len(train_rows),
+            "val": len(val_rows),
+            "rounds": args.rounds,
+            "mean_p_positive_gap": gap,
+        },
         dpo=model_args | {"val_metrics": val},
         judge={
             "checkpoint": str(judge_ckpt.relative_to(ROOT))
