@@ -202,7 +202,9 @@ def test_downloaded_data_set_offline_says_so(tmp_path):
 def test_settings_are_checked():
     with pytest.raises(SettingError, match="model.init_args.num_classes must be at least 2"):
         TabularMLP(4, task="classification", num_classes=None)
-    with pytest.raises(SettingError, match="model.init_args.loss=huber is not a classification loss"):
+    with pytest.raises(
+        SettingError, match="model.init_args.loss=huber is not a classification loss"
+    ):
         TabularMLP(4, num_classes=3, loss="huber")
     with pytest.raises(SettingError, match="data.init_args.dataset=csv needs"):
         TabularDataModule("csv")
