@@ -340,6 +340,11 @@ def main(args: list[str] | None = None) -> None:
     args = list(sys.argv[1:] if args is None else args)
     forget()  # a checkpoint read by an earlier CLI in this process
     try:
+        if args and args[0] in SERIES_COMMANDS:  # many fits in one process: not a Trainer method
+            if from_command_line:
+                sys.argv[1:] = []  # each fit gets its arguments from the command, not sys.argv
+            run_series(args[0], args[1:])
+            return
         args = resolve_config_args(args)
         check_config_syntax(args)
         args = with_checkpoint_config(repeated_as_lists(args))
@@ -353,6 +358,21 @@ def main(args: list[str] | None = None) -> None:
         if user_error is None:
             raise
         fail(str(user_error))
+
+
+# Commands that run many fits (cli/search.py, cli/repeat.py), each built as `fit` builds it.
+SERIES_COMMANDS = ("search", "repeat")
+
+
+def run_series(command: str, args: list[str]) -> None:
+    if command == "search":
+        from cli.search import search
+
+        search(args)
+    else:
+        from cli.repeat import repeat
+
+        repeat(args)
 
 
 # Options of the suite's commands that take several values: given more than once, each
