@@ -227,7 +227,7 @@ def main() -> None:
 
     print(
         f"\n{'config':<38} {'epoch':>5} {'val loss':>8} {'BLEU':>5} {'BLEU tok':>8} "
-        f"{'target':>6} {'ok':>3} {'params':>9} {'fit time':>9}"
+        f"{'cased':>5} {'chrF':>5} {'target':>6} {'ok':>3} {'params':>9} {'fit time':>9}"
     )
     for r in runs:
         target = "-" if r["target_bleu"] is None else f"{r['target_bleu']:.0f}"
@@ -235,6 +235,7 @@ def main() -> None:
         print(
             f"{r['config']:<38} {r['best_epoch']:>5} {r['val_loss']:>8.4f} "
             f"{r['test_bleu']:>5.1f} {r['test_bleu_tok']:>8.1f} "
+            f"{r['test_sacrebleu_cased'] or 0:>5.1f} {r['test_chrf'] or 0:>5.1f} "
             f"{target:>6} {ok:>3} {r['parameters']:>9} {r['fit_seconds']:>8.0f}s"
         )
     write_report(
