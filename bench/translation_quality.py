@@ -8,11 +8,14 @@ then the best checkpoint (on val/loss, as the notebooks keep) is tested with bea
     python main.py fit  --config configs/<name>.yaml
     python main.py test --config configs/<name>.yaml --ckpt_path <best> --model.init_args.test_num_beams=5
 
-Two BLEU figures come from the test run: `test/bleu`, SacreBLEU (13a) on detokenized text, the
-figure papers report, and `test/bleu_tok`, BLEU on lower-cased word tokens, the figure the
-notebooks print (torchtext's bleu_score on their spaCy tokens). The targets are the notebooks'
-figures, so `bleu_tok` is the one to hold against them. Prints a table, writes
-bench/results/translation_quality.json.
+Four figures come from the test run, all 0..100 on the detokenized translations against the
+references as the corpus writes them: `test/bleu`, SacreBLEU (13a) lower-cased (the shipped
+Multi30k configs lower-case their text; torchmetrics computes it), `test/bleu_tok`, BLEU on
+lower-cased word tokens, the figure the notebooks print (torchtext's bleu_score on their spaCy
+tokens), and, from the `sacrebleu` package itself, `test/sacrebleu_cased` (BLEU 13a, cased, the
+figure papers report) and `test/chrf` (chrF2), with sacrebleu's signatures in the JSON. The
+targets are the notebooks' figures, so `bleu_tok` is the one to hold against them. Prints a
+table, writes bench/results/translation_quality.json.
 
     python bench/translation_quality.py                                  # the three Multi30k configs
     python bench/translation_quality.py --config transformer_multi30k --max-epochs 20
@@ -44,6 +47,8 @@ from pathlib import Path
 import torch
 from common import cli, cli_test, machine_info, results_file, write_json_atomic, write_report
 
+from lit_models.modules.sacrebleu_metrics import SacreBLEU, SacreChrF
+
 ROOT = Path(__file__).resolve().parents[1]
 
 # pytorch-seq2seq's test BLEU (0..100) on Multi30k de->en; None: no published figure to meet.
@@ -52,6 +57,13 @@ TARGETS = {
     "seq2seq_attention_multi30k": 28.0,
     "transformer_multi30k": 36.0,
     "transformer_tatoeba_zh_en": None,
+}
+# What each figure of a run is, exactly (bench/report.py names them so).
+METRICS = {
+    "test_bleu": "SacreBLEU 13a lower-cased (torchmetrics), beam 5",
+    "test_bleu_tok": "BLEU on lower-cased word tokens (the notebooks' torchtext bleu_score), beam 5",
+    "test_sacrebleu_cased": "SacreBLEU 13a cased (the sacrebleu package), beam 5",
+    "test_chrf": "chrF2 (the sacrebleu package), beam 5",
 }
 DEFAULT_CONFIGS = ["seq2seq_multi30k", "seq2seq_attention_multi30k", "transformer_multi30k"]
 RUNS = ROOT / "bench" / "runs" / "translation_quality"
@@ -165,6 +177,8 @@ def run_config(
         "test_ppl": test.get("test/ppl"),
         "test_bleu": test.get("test/bleu"),
         "test_bleu_tok": test.get("test/bleu_tok"),
+        "test_sacrebleu_cased": test.get("test/sacrebleu_cased"),
+        "test_chrf": test.get("test/chrf"),
         "target_bleu": target,
         "meets_target": None if target is None else test.get("test/bleu_tok", 0.0) >= target,
         "num_beams": args.num_beams,
@@ -213,7 +227,7 @@ def main() -> None:
 
     print(
         f"\n{'config':<38} {'epoch':>5} {'val loss':>8} {'BLEU':>5} {'BLEU tok':>8} "
-        f"{'target':>6} {'ok':>3} {'params':>9} {'fit time':>9}"
+        f"{'cased':>5} {'chrF':>5} {'target':>6} {'ok':>3} {'params':>9} {'fit time':>9}"
     )
     for r in runs:
         target = "-" if r["target_bleu"] is None else f"{r['target_bleu']:.0f}"
@@ -221,10 +235,16 @@ def main() -> None:
         print(
             f"{r['config']:<38} {r['best_epoch']:>5} {r['val_loss']:>8.4f} "
             f"{r['test_bleu']:>5.1f} {r['test_bleu_tok']:>8.1f} "
+            f"{r['test_sacrebleu_cased'] or 0:>5.1f} {r['test_chrf'] or 0:>5.1f} "
             f"{target:>6} {ok:>3} {r['parameters']:>9} {r['fit_seconds']:>8.0f}s"
         )
     write_report(
-        out, machine=machine_info(), bleu_scale="0..100, as the notebooks print it", runs=runs
+        out,
+        machine=machine_info(),
+        bleu_scale="0..100, as the notebooks print it",
+        metrics=METRICS,
+        signatures={"sacrebleu_cased": SacreBLEU().signature, "chrf": SacreChrF().signature},
+        runs=runs,
     )
 
 

@@ -7,7 +7,11 @@ predicts target[:, 1:] (teacher forcing):
 
     loss = CrossEntropy(logits, target[:, 1:])      over real target tokens, label smoothing
     ppl  = exp(summed NLL / real target tokens)     teacher-forced, no smoothing
-    bleu = SacreBLEU(13a) of decode(hypotheses) vs the reference text, x 100
+    bleu     = SacreBLEU(13a) of decode(hypotheses) vs the reference text, x 100, lower-cased
+               when the data lower-cases (Multi30k's default): torchmetrics' implementation
+    bleu_tok = BLEU on lower-cased word tokens, the figure pytorch-seq2seq's notebooks print
+    sacrebleu_cased, chrf = the `sacrebleu` package's BLEU (13a, cased) and chrF2 of the same
+               text: no lower-casing, the figures papers report (signatures printed at test end)
 
 A subclass is an encoder-decoder: `forward(source, target_in) -> logits` for training, and
 for decoding one token at a time
@@ -36,6 +40,7 @@ from core.checks import require_in_range, require_non_negative, require_positive
 from core.constants import IGNORE_INDEX
 from core.errors import UserError
 from lit_models.modules.decoding import DecodingState, beam_search, generate
+from lit_models.modules.sacrebleu_metrics import SacreBLEU, SacrebleuMetric, SacreChrF
 from lit_models.text_model import EVAL_STAGES, EvalStage, TextModel, TokenScores, next_token_nll
 
 TRANSLATE_CHUNK = 128  # sentences decoded together by translate_ids' greedy search
@@ -126,6 +131,8 @@ class Translator(TextModel):
                         {
                             "bleu": SacreBLEUScore(tokenize="13a", lowercase=lowercase),
                             "bleu_tok": BLEUScore(),
+                            "sacrebleu_cased": SacreBLEU(lowercase=False),
+                            "chrf": SacreChrF(),
                         }
                     )
                     for stage in EVAL_STAGES
@@ -168,6 +175,8 @@ class Translator(TextModel):
         references = list(batch["target_text"])
         metrics = self.bleu_metrics[stage]
         metrics["bleu"].update(texts, [[r] for r in references])
+        metrics["sacrebleu_cased"].update(texts, references)
+        metrics["chrf"].update(texts, references)
         words = lambda text: " ".join(codec.bleu_tokens(text))  # noqa: E731
         metrics["bleu_tok"].update([words(t) for t in texts], [[words(r)] for r in references])
         return {"hypotheses": hypotheses, "hypothesis_text": texts}
@@ -175,9 +184,15 @@ class Translator(TextModel):
     def log_extra_metrics(self, stage: EvalStage) -> None:
         if self.bleu_metrics is None:
             return
-        for name, bleu in self.bleu_metrics[stage].items():
-            self.log(f"{stage}/{name}", 100 * bleu.compute(), prog_bar=name == "bleu")
-            bleu.reset()
+        for name, metric in self.bleu_metrics[stage].items():
+            # torchmetrics' BLEU is 0..1, sacrebleu's already 0..100
+            scale = 1 if isinstance(metric, SacrebleuMetric) else 100
+            self.log(f"{stage}/{name}", scale * metric.compute(), prog_bar=name == "bleu")
+            metric.reset()
+        if stage == "test" and self.trainer.is_global_zero:
+            # a sacrebleu figure is only comparable with another of the same signature
+            for name in ("sacrebleu_cased", "chrf"):
+                print(f"test/{name}: {self.bleu_metrics[stage][name].signature}")
 
     # --- translation -------------------------------------------------------------------------
 

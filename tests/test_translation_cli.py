@@ -124,11 +124,13 @@ def test_each_config_fits_then_tests_with_bleu(fitted, name, monkeypatch, capsys
     assert len(list(run.last.parent.glob("best-*.ckpt"))) == 1
     status, out, err = in_process(run, monkeypatch, capsys, "test")
     assert status == 0, err
-    for metric in ("test/bleu", "test/bleu_tok", "test/loss"):
+    for metric in ("test/bleu", "test/bleu_tok", "test/sacrebleu_cased", "test/chrf", "test/loss"):
         match = re.search(rf"{re.escape(metric)}\s+[│|]?\s*([-\d.e]+)", out)
         assert match, f"{metric} not in the test output:\n{out}"
         if metric != "test/loss":
             assert 0.0 <= float(match.group(1)) <= 100.0  # BLEU x 100
+    assert "test/sacrebleu_cased: nrefs:1|case:mixed|eff:no|tok:13a" in out  # its signature
+    assert "test/chrf: nrefs:1|case:mixed" in out
 
 
 def test_translate_prints_text_for_sentences_and_files_alike(fitted, tmp_path):

@@ -473,8 +473,12 @@ def test_validation_and_test_log_loss_perplexity_and_bleu():
     model = trained("attention_gru")
     data = ToyTranslationData(toy_pairs())
     (val,) = _trainer().validate(model, datamodule=data, verbose=False)
-    assert set(val) == {"val/loss", "val/ppl", "val/bleu", "val/bleu_tok"}
+    assert set(val) == {
+        "val/loss", "val/ppl", "val/bleu", "val/bleu_tok", "val/sacrebleu_cased", "val/chrf"
+    }  # fmt: skip
     assert val["val/bleu"] == pytest.approx(100.0) and val["val/bleu_tok"] == pytest.approx(100.0)
+    # the references are upper-cased, the translations not: only the lower-cased figures match
+    assert val["val/sacrebleu_cased"] < 5.0 and val["val/chrf"] < 50.0
     assert val["val/ppl"] == pytest.approx(math.exp(val["val/loss"]), rel=1e-5)
     assert val["val/loss"] < 0.05
     (test,) = _trainer().test(model, datamodule=data, verbose=False)  # beam search, 5 beams

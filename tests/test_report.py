@@ -1,0 +1,120 @@
+"""bench/report.py: the README's results table is what bench/results/*.json give, a results
+file of a shape the report does not know is named rather than crashing it, and seeds show as
+mean ± std. No training: the report only reads JSON."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import statistics
+import sys
+from pathlib import Path
+
+import pytest
+
+BENCH = Path(__file__).resolve().parents[1] / "bench"
+
+
+@pytest.fixture(scope="module")
+def report():
+    spec = importlib.util.spec_from_file_location("bench_report", BENCH / "report.py")
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module  # its dataclasses look their module up there
+    spec.loader.exec_module(module)
+    yield module
+    del sys.modules[spec.name]
+
+
+def write(folder: Path, name: str, data) -> None:
+    (folder / name).write_text(data if isinstance(data, str) else json.dumps(data))
+
+
+def names_run(config: str, val_loss: float) -> dict:
+    return {"config": config, "val_loss": val_loss, "target_val_loss": 2.17, "test_loss": 2.2}
+
+
+def test_the_readme_table_is_what_the_results_give(report, capsys):
+    """The check the issue asks for: run `python bench/report.py` after a bench writes JSON."""
+    assert report.main(["--check"]) == 0, capsys.readouterr().out
+
+
+def test_a_stale_readme_fails_the_check_with_one_line(report, tmp_path, capsys):
+    readme = tmp_path / "README.md"
+    readme.write_text(f"# x\n\n{report.START}\n| old | table |\n{report.END}\n")
+    write(tmp_path, "names_quality.json", {"command": "c", "runs": [names_run("a.yaml", 2.1)]})
+    args = ["--results", str(tmp_path), "--readme", str(readme)]
+    assert report.main([*args, "--check"]) == 1
+    out = capsys.readouterr().out.strip().splitlines()
+    assert len(out) == 1 and "python bench/report.py" in out[0]
+    assert report.main(args) == 0  # rewrites the block in place
+    assert report.main([*args, "--check"]) == 0
+    text = readme.read_text()
+    assert text.startswith("# x\n") and "| a.yaml | 2.100 | val/loss" in text
+
+
+def test_unknown_and_misshapen_files_are_named_not_fatal(report, tmp_path):
+    write(tmp_path, "brand_new_bench.json", {"anything": 1})
+    write(tmp_path, "names_quality.json", {"runs": [{"config": "a.yaml"}]})  # no val_loss
+    write(tmp_path, "lstm_wikitext2.json", "{not json")
+    write(tmp_path, "names_quality-quick.json", {"garbage": True})  # a plumbing check: skipped
+    write(tmp_path, "wide_deep_quality.json", {"command": "c", "runs": []})
+    block = report.render(report.collect(tmp_path))
+    (left_out,) = [line for line in block.splitlines() if line.startswith("Not in the table")]
+    for name in ("brand_new_bench.json", "names_quality.json", "lstm_wikitext2.json"):
+        assert name in left_out
+    assert "quick" not in block
+
+
+def test_seeds_show_mean_and_std(report, tmp_path):
+    losses = [1.90, 1.95, 2.00]
+    seeds = [
+        {"seed": s, "val_loss_final": x, "train_tokens_per_s": 1000.0, "val_loss": {"100": x}}
+        for s, x in zip((1, 2, 3), losses, strict=True)
+    ]
+    write(
+        tmp_path,
+        "cpu_recipe_seeds.json",
+        {
+            "command": "main.py fit --config /somewhere/configs/gpt.yaml",
+            "cpu": "CPU X",
+            "cpu_count": 4,
+            "date": "2026-01-02T03:04:05",
+            "steps": 100,
+            "seeds": seeds,
+            "nanogpt": {"val_loss": 1.886, "ms_per_step": 57.0, "tokens_per_s": 13000.0},
+        },
+    )
+    found = report.collect(tmp_path)
+    row, data, _ = found.rows[0]
+    std = statistics.stdev(losses)
+    assert row.figure == f"1.950 ± {std:.3f} (3 seeds)"
+    assert row.config == "configs/gpt.yaml" and "1.886" in row.anchor
+    assert report.machine_of(data) == "CPU X, 4 cores" and report.date_of(data) == "2026-01-02"
+    # the per-step series are this family's learning curves, one per seed
+    assert [label for label, _, _ in found.curves["cpu_recipe"].series] == [
+        f"seed {s} (cpu_recipe_seeds.json)" for s in (1, 2, 3)
+    ]
+
+
+def test_families_without_series_get_no_curves(report, tmp_path):
+    write(tmp_path, "names_quality.json", {"command": "c", "runs": [names_run("a.yaml", 2.1)]})
+    found = report.collect(tmp_path)
+    assert found.curves == {} and found.without_curves == ["names_quality"]
+    assert "Learning curves" not in report.render(found)
+
+
+def test_translation_figures_name_their_bleu(report, tmp_path):
+    run = {
+        "config": "configs/transformer_multi30k.yaml",
+        "test_bleu": 38.93,
+        "test_bleu_tok": 39.16,
+    }
+    write(
+        tmp_path,
+        "translation_quality.json",
+        {"command": "c", "runs": [{**run, "target_bleu": 36.0}]},
+    )
+    block = report.render(report.collect(tmp_path))
+    assert "| 38.9 | SacreBLEU 13a lower-cased" in block
+    assert "| 39.2 | BLEU on lower-cased word tokens" in block and "notebook 6: ~36" in block
+    assert "`transformer_multi30k`: not measured yet" in block  # the cased figure comes later
