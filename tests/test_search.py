@@ -164,3 +164,16 @@ def test_repeat_reports_mean_and_std_of_the_test_metrics_over_seeds(tmp_path):
     assert "| test/loss |" in proc.stdout
     bad = run_cli("repeat", *TINY_NAMES, "--seeds", "1", check=False)
     assert_one_clear_error(bad, "--seeds", "two or more")
+
+
+def test_trials_logged_to_wandb_are_grouped_under_the_study(tmp_path):
+    from cli.in_process import parse_only, run_placement
+
+    args = [a for a in TINY_NAMES if a != "--trainer.logger=CSVLogger"]
+    base = parse_only(args).config
+    placed = parse_only(args + run_placement(base, tmp_path / "study", "study", "study-trial001"))
+    logger = placed.config.trainer.logger
+    assert logger.class_path.endswith("WandbLogger")
+    settings = {**vars(logger.init_args), **(logger.get("dict_kwargs") or {})}
+    assert settings["group"] == "study" and settings["name"] == "study-trial001"
+    assert str(settings["save_dir"]) == str(tmp_path / "study")
