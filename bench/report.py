@@ -386,6 +386,36 @@ def translation_quality(d: dict) -> list[Row]:
     return rows
 
 
+def seeds(d: dict) -> list[Row]:
+    """bench/seeds.py: a shipped config's test metrics over several seeds (`main.py repeat`)."""
+    n = len(d["seeds"])
+    return [
+        Row(
+            d["config"],
+            f"{m['mean']:.4g} ± {m['std']:.2g} ({n} seeds)",
+            f"{name}, best checkpoint of each seed's run",
+        )
+        for name, m in d["metrics"].items()
+    ]
+
+
+def search_mlp_names(d: dict) -> list[Row]:
+    """bench/search_mlp_names.py: 20 optuna trials against the shipped config, same budget."""
+    base, budget = d["shipped"], f"{d['max_steps']:,} steps"
+    rows = []
+    for key in ("search_median", "search_none"):
+        r = d[key]
+        rows.append(
+            Row(
+                f"configs/mlp_names.yaml, search ({d['trials']} trials, pruner {r['pruner']})",
+                f"{r['best_val_loss']:.4f}; {r['steps']:,} trial-steps, {r['seconds']:.0f} s",
+                f"best val/loss at {budget} a trial; training steps and wall time of the search",
+                f"the shipped config at {budget}: {base['best_val_loss']:.4f} ({base['seconds']:.0f} s)",
+            )
+        )
+    return rows
+
+
 EXTRACTORS: dict[str, Callable[[dict], list[Row]]] = {
     f.__name__: f
     for f in (
@@ -408,6 +438,8 @@ EXTRACTORS: dict[str, Callable[[dict], list[Row]]] = {
         lora_imported,
         lora_vs_full,
         word2vec_vs_gensim,
+        seeds,
+        search_mlp_names,
     )
 }
 
