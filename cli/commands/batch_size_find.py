@@ -64,6 +64,10 @@ def batch_size_find(
         init_val=init_val,
         max_trials=max_trials,
     )
+    if found is None:
+        raise UserError(
+            "batch_size_find: Lightning skips the search under trainer.fast_dev_run; leave it unset."
+        )
     check_batches_follow(datamodule, found)
     cap = init_val * 2 ** (max_trials - 1)
     print(f"batch_size_find: largest batch size that fit: {found}")
@@ -114,7 +118,8 @@ def check_batches_follow(datamodule: L.LightningDataModule, size: int) -> None:
     """The Tuner sets `batch_size` and asks for new loaders; a datamodule that cut its batches
     at setup (the recurrent models' `batching: contiguous` streams) ignores it, and every trial
     ran the same batches: say so rather than print a size that was never measured."""
-    built = leading_size(next(iter(datamodule.train_dataloader())))
+    batch = next(iter(datamodule.train_dataloader()), None)  # None: fewer examples than `size`
+    built = None if batch is None else leading_size(batch)
     if built is not None and built != size:
         raise UserError(
             f"batch_size_find: {type(datamodule).__name__} builds its batches once, at setup "
