@@ -69,6 +69,7 @@ class SuiteCLI(LightningCLI):
             "generate": {"model", "datamodule"},
             "translate": {"model", "datamodule"},
             "lr_find": {"model", "datamodule"},
+            "batch_size_find": {"model", "datamodule"},
             "merge_lora": {"model", "datamodule"},
             "chat": {"model", "datamodule"},
             "export_vectors": {"model", "datamodule"},

@@ -5,8 +5,8 @@
 - Checkpoints written atomically beside their target whatever TMPDIR is, never with NaN
   weights, and read once with `weights_only=True` (cli.checkpoint_io.SafeCheckpointIO),
   unless `plugins` names another CheckpointIO.
-- `generate`, `translate`, `lr_find`, `export_vectors`, `merge_lora`, `chat`, `few_shot`: the
-  functions of cli/commands/, one module each.
+- `generate`, `translate`, `lr_find`, `batch_size_find`, `export_vectors`, `merge_lora`,
+  `chat`, `few_shot`: the functions of cli/commands/, one module each.
 
 The CLI turns each Trainer method into a subcommand, its arguments into options.
 """
@@ -66,6 +66,7 @@ class Trainer(L.Trainer):
     generate = commands.generate.generate
     translate = commands.translate.translate
     lr_find = commands.lr_find.lr_find
+    batch_size_find = commands.batch_size_find.batch_size_find
     export_vectors = commands.export_vectors.export_vectors
     merge_lora = commands.merge_lora.merge_lora
     export_hf = commands.export_hf.export_hf

@@ -4,6 +4,7 @@ binds them as Trainer methods, from whose signatures and docstrings the CLI make
 """
 
 from cli.commands import (
+    batch_size_find,
     chat,
     export_hf,
     export_vectors,
@@ -15,6 +16,7 @@ from cli.commands import (
 )
 
 __all__ = [
+    "batch_size_find",
     "chat",
     "export_hf",
     "export_vectors",
