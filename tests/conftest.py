@@ -312,3 +312,9 @@ def overfit(model, batch: dict, optimizer, steps: int, schedule=None) -> float:
         if schedule is not None:
             schedule.step()
     return first
+
+
+def pytest_collection_modifyitems(config, items) -> None:
+    """The long end-to-end tests (`slow`) first: with `pytest -n 2` they then start at once
+    and run beside the short ones, instead of leaving one worker alone at the end."""
+    items.sort(key=lambda item: item.get_closest_marker("slow") is None)
