@@ -215,6 +215,7 @@ def test_gpt_resumes_exactly_from_the_end_of_an_epoch(shakespeare_dir):
     assert_resume_is_exact([*GPT, "--trainer.limit_train_batches=5"])
 
 
+@pytest.mark.slow
 def test_a_run_killed_by_sigkill_resumes_exactly_from_its_last_checkpoint(shakespeare_dir):
     args = [*GPT, "--trainer.limit_train_batches=7"]
     fit(args, "whole", 2 * N)
@@ -266,6 +267,7 @@ TRANSLATOR = [
 ]
 
 
+@pytest.mark.slow
 def test_bucketed_translation_batches_resume_exactly():
     need_corpus("multi30k")
     assert_resume_is_exact(TRANSLATOR)

@@ -20,6 +20,7 @@ def expected_lr(step: int) -> float:
     return PEAK_LR * warmup_cosine_factor(step, WARMUP, DECAY, MIN_RATIO)
 
 
+@pytest.mark.slow
 def test_fit_resumes_steps_optimizer_and_lr_schedule(shakespeare_dir):
     args = [
         *("fit", "--config", config("gpt_shakespeare_char.yaml"), *TINY_GPT),
