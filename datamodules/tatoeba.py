@@ -23,7 +23,7 @@ from core.errors import DataError
 from core.files import atomic_write_bytes
 from datamodules.text_files import read_lines
 from datamodules.tokenizers import TranslationTokenizerKind
-from datamodules.translation import TranslationDataModule
+from datamodules.translation import ParallelFiles, TranslationDataModule
 
 SOURCE_URL = "https://www.manythings.org/anki/cmn-eng.zip"
 FILE_NAME = "cmn.txt"
@@ -100,6 +100,7 @@ class TatoebaZhEnDataModule(TranslationDataModule):
         cache_dir: str | None = None,
         seed: int = 42,
         split_seed: int = 42,
+        test_files: ParallelFiles | None = None,
     ):
         self.split_seed = split_seed
         super().__init__(
@@ -117,6 +118,7 @@ class TatoebaZhEnDataModule(TranslationDataModule):
             download=download,
             cache_dir=cache_dir,
             seed=seed,
+            test_files=test_files,
         )
 
     @property
