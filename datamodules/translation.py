@@ -398,9 +398,9 @@ class TranslationDataModule(FittedState, CorpusFolder, L.LightningDataModule):
             encodings = self.tokenizer.hf.encode_batch(texts[lang], add_special_tokens=False)
             ids[lang] = [e.ids for e in encodings]
             unknown = Counter(
-                token
-                for e in encodings
-                for i, token in zip(e.ids, e.tokens, strict=True)
+                text[a:b]  # the word as written: the encoding's token is '<unk>' itself
+                for text, e in zip(texts[lang], encodings, strict=True)
+                for i, (a, b) in zip(e.ids, e.offsets, strict=True)
                 if i == UNK_ID
             )
             total = sum(len(e.ids) for e in encodings)

@@ -17,7 +17,7 @@ from core.errors import DataError, UserError
 from datamodules import Multi30kDataModule, TatoebaZhEnDataModule
 from datamodules.bucketing import BucketBatchSampler
 from datamodules.resumable import EpochRandomSampler
-from datamodules.tatoeba import read_tatoeba, split_by_english
+from datamodules.tatoeba import read_tatoeba, split_by_sentence
 from datamodules.tokenizers import (
     decode_translation,
     detokenize,
@@ -363,17 +363,17 @@ def test_unknown_tokenizer_is_an_error_of_the_cli_parser(tmp_path):
 
 
 # --- Tatoeba ------------------------------------------------------------------------------
-def test_tatoeba_split_is_disjoint_by_english_and_reproducible():
+def test_tatoeba_split_is_disjoint_by_sentence_and_reproducible():
     pairs = read_tatoeba(need_corpus("tatoeba-cmn-eng") / "cmn.txt")
     assert len(pairs) == 23_610
-    splits = split_by_english(pairs, seed=42)
+    splits = split_by_sentence(pairs, seed=42)
     english = {split: set(s["en"]) for split, s in splits.items()}
     assert not (english["train"] & english["val"] or english["train"] & english["test"])
     assert not english["val"] & english["test"]
     assert sum(len(s["en"]) for s in splits.values()) == len(pairs)
     assert 1_000 < len(splits["val"]["en"]) < 1_400 and 1_000 < len(splits["test"]["en"]) < 1_400
-    assert split_by_english(pairs, seed=42) == splits
-    assert split_by_english(pairs, seed=7)["test"] != splits["test"]
+    assert split_by_sentence(pairs, seed=42) == splits
+    assert split_by_sentence(pairs, seed=7)["test"] != splits["test"]
     # an English sentence with several translations stays in one split
     repeated = next(e for e in english["train"] if sum(p[0] == e for p in pairs) > 1)
     assert repeated not in english["val"] | english["test"]
