@@ -19,7 +19,7 @@ import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, _InstantiatorFn
 
 import callbacks  # noqa: F401 - registers the suite's callbacks for short class paths
 import datamodules  # noqa: F401 - registers the datamodules for short class paths
@@ -85,12 +85,14 @@ class SuiteCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         self.checkpoint_hparams: dict = {}
+        self.checkpoint: dict = {}
         if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
             return
         path = Path(ckpt_path)
         clean_once(path.parent, set())  # temporaries of a save that was killed
         checkpoint = read_checkpoint(path)
         remember(path, checkpoint)
+        self.checkpoint = checkpoint
         check_model_unchanged(path, checkpoint, self._parser(subcommand), self.config[subcommand])
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)
@@ -103,6 +105,16 @@ class SuiteCLI(LightningCLI):
             check_model_class(path, class_path, configured)
             hparams = {"class_path": class_path, "dict_kwargs": hparams}
         self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+    def _add_instantiators(self) -> None:
+        super()._add_instantiators()
+        # Prepended, so it replaces Lightning's instantiator of the datamodule (and calls it).
+        self.parser.add_instantiator(
+            RestoringDataInstantiator(cli=self, key="data"),
+            self._datamodule_class,
+            subclasses=self.subclass_mode_data,
+            prepend=True,
+        )
 
     def add_default_arguments_to_parser(self, parser) -> None:
         super().add_default_arguments_to_parser(parser)
@@ -174,6 +186,23 @@ class SuiteCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         check_facts_match(self.checkpoint_hparams, self.model, config)
+
+
+class RestoringDataInstantiator(_InstantiatorFn):
+    """Builds the datamodule as Lightning does, then hands it the state its class saved in
+    the --ckpt_path checkpoint (datamodules/fitted_state.py: vocabularies, tokenizer,
+    statistics fitted on train). Here, not when the Trainer restores it: the Trainer does so
+    only after setup, but the facts linked into the model (vocab_size, ...) are read as soon
+    as the datamodule exists, and must be the checkpoint's, not refitted on the data given."""
+
+    def __call__(self, class_type, *args, applied_instantiation_links: dict, **kwargs):
+        datamodule = super().__call__(
+            class_type, *args, applied_instantiation_links=applied_instantiation_links, **kwargs
+        )
+        state = self.cli.checkpoint.get(class_type.__qualname__)
+        if state:
+            datamodule.load_state_dict(state)
+        return datamodule
 
 
 def name_run_after_config(config: Namespace) -> None:

@@ -17,8 +17,13 @@ occurs in train; a missing numeric reads as the train mean plus a 1 in its indic
 
 The split is 80/10/10 train/val/test over the rows, shuffled with `split_seed`. (The file
 holds a few exact duplicate rows, 24 of 32,561; they are split like any other row, as is usual
-for this data set.) UCI's own adult.test is not used: the issue asks for a seeded split of
-adult.data, and its test rows (labels `>50K.`) read the same if pointed at with `file_name`.
+for this data set.)
+
+`test_file` (UCI's adult.test as published: its first line a comment, labels ending in '.')
+replaces the test split, and `predict_file` (the same columns, the income column optional) is
+what `predict` reads; both are read with the vocabularies and statistics fitted on train,
+which checkpoints carry (datamodules/fitted_state.py), so a checkpoint alone evaluates them.
+A category never seen in train reads as OOV, and the log says how many rows held one.
 """
 
 from __future__ import annotations
@@ -26,6 +31,7 @@ from __future__ import annotations
 import logging
 import math
 import urllib.request
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -36,12 +42,13 @@ import torch
 from torch.utils.data import Dataset
 
 from core.checks import require_non_negative, require_positive
-from core.constants import SPLITS, Split
+from core.constants import Split
 from core.errors import DataError, UserError
 from core.files import atomic_write_bytes
 from datamodules.corpus import CorpusFolder
+from datamodules.fitted_state import FittedState, evaluating_files, report_unseen
 from datamodules.loaders import SplitLoaders, whole_batch
-from datamodules.paths import resolve_data_dir
+from datamodules.paths import resolve_data_dir, resolve_eval_file
 from datamodules.text_files import read_lines
 
 log = logging.getLogger(__name__)
@@ -104,10 +111,11 @@ class Rows:
         )
 
 
-def read_adult(path: Path) -> Rows:
+def read_adult(path: Path, labelled: bool = True) -> Rows:
     """Every row of `path`. Blank lines and lines starting with '|' (adult.test's first line)
     are skipped; a row with the wrong number of fields, a numeric field that is not a number or
-    an unknown label is a DataError naming the file and the line."""
+    an unknown label is a DataError naming the file and the line. Unless `labelled`, a row may
+    leave out the income (its label reads as NaN)."""
     categorical: dict[str, list[str]] = {c: [] for c in CATEGORICAL}
     numeric, labels, lines = [], [], []
     for number, text in enumerate(read_lines(path), start=1):
@@ -116,9 +124,12 @@ def read_adult(path: Path) -> Rows:
             continue
         fields = [f.strip() for f in stripped.split(",")]
         where = f"{path}: line {number} ({text[:60]!r})"
+        if not labelled and len(fields) == len(COLUMNS) - 1:
+            fields.append("")  # no income: a row to predict
         if len(fields) != len(COLUMNS):
+            expected = f"{len(COLUMNS)}" if labelled else f"{len(COLUMNS) - 1} or {len(COLUMNS)}"
             raise DataError(
-                f"{where} has {len(fields)} comma-separated fields, expected {len(COLUMNS)}: "
+                f"{where} has {len(fields)} comma-separated fields, expected {expected}: "
                 f"{', '.join(COLUMNS)}. Fix or delete that line."
             )
         row = dict(zip(COLUMNS, fields, strict=True))
@@ -138,7 +149,7 @@ def read_adult(path: Path) -> Rows:
                     f"missing). Fix or delete that line."
                 )
             values.append(number_value)
-        if row["income"] not in LABELS:
+        if row["income"] not in LABELS and (labelled or row["income"]):
             raise DataError(
                 f"{where}: income is {row['income']!r}; expected one of "
                 f"{', '.join(sorted(LABELS))}. Fix or delete that line."
@@ -146,7 +157,7 @@ def read_adult(path: Path) -> Rows:
         for column in CATEGORICAL:
             categorical[column].append(row[column])
         numeric.append(values)
-        labels.append(LABELS[row["income"]])
+        labels.append(LABELS.get(row["income"], math.nan))
         lines.append(number)
     if not labels:
         raise DataError(f"{path}: the file holds no rows (it is empty or blank).")
@@ -183,28 +194,28 @@ def hash_ids(columns: Sequence[np.ndarray], buckets: int) -> np.ndarray:
 
 
 class AdultFeatures:
-    """Vocabularies, numeric statistics and the wide layout, all fitted on the train rows."""
+    """Vocabularies, numeric statistics and the wide layout, fitted on the train rows (`fit`)
+    or restored from a checkpoint (`from_state`)."""
 
     def __init__(
         self,
-        train: Rows,
+        vocabularies: dict[str, list[str]],
         log_numeric: Sequence[str],
+        mean: Sequence[float],
+        std: Sequence[float],
+        indicator_columns: Sequence[int],
         wide_buckets: dict[str, list[float]],
         crosses: Sequence[Sequence[str]],
         hash_buckets: int,
     ):
-        # Vocabularies: id 0 is OOV, then the train values ('?' among them) in sorted order.
+        # Vocabularies: id 0 is OOV, then the values in the order given (ids 1, 2, ...).
         self.vocabularies = {
-            c: {v: i for i, v in enumerate(sorted(set(train.categorical[c])), start=1)}
-            for c in CATEGORICAL
+            c: {v: i for i, v in enumerate(vocabularies[c], start=1)} for c in CATEGORICAL
         }
+        self.log_numeric = list(log_numeric)
         self.log_columns = [NUMERIC.index(c) for c in log_numeric]
-        x = self._transform(train.numeric)
-        self.mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
-        std = np.nan_to_num(np.nanstd(x, axis=0))
-        self.std = np.where(std > 0, std, 1.0)  # a constant column stays 0, not NaN
-        # Missing indicators only for the numeric columns with a '?' in train (none in adult).
-        self.indicator_columns = [i for i in range(len(NUMERIC)) if np.isnan(x[:, i]).any()]
+        self.mean, self.std = np.asarray(mean, np.float64), np.asarray(std, np.float64)
+        self.indicator_columns = list(indicator_columns)
         self.wide_buckets = {c: sorted(b) for c, b in wide_buckets.items()}
         self.crosses = [list(c) for c in crosses]
         self.hash_buckets = hash_buckets
@@ -217,6 +228,43 @@ class AdultFeatures:
         self.wide_offsets = np.cumsum([0] + list(sizes.values()))[:-1]
         self.wide_dim = int(sum(sizes.values()))
 
+    @classmethod
+    def fit(
+        cls,
+        train: Rows,
+        log_numeric: Sequence[str],
+        wide_buckets: dict[str, list[float]],
+        crosses: Sequence[Sequence[str]],
+        hash_buckets: int,
+    ) -> AdultFeatures:
+        vocabularies = {c: sorted(set(train.categorical[c])) for c in CATEGORICAL}  # '?' too
+        x = log1p_columns(train.numeric, [NUMERIC.index(c) for c in log_numeric])
+        mean = np.nan_to_num(np.nanmean(x, axis=0)) if len(x) else np.zeros(x.shape[1])
+        std = np.nan_to_num(np.nanstd(x, axis=0))
+        std = np.where(std > 0, std, 1.0)  # a constant column stays 0, not NaN
+        # Missing indicators only for the numeric columns with a '?' in train (none in adult).
+        indicators = [i for i in range(len(NUMERIC)) if np.isnan(x[:, i]).any()]
+        return cls(
+            vocabularies, log_numeric, mean, std, indicators, wide_buckets, crosses, hash_buckets
+        )
+
+    def to_state(self) -> dict:
+        """Plain data (datamodules/fitted_state.py): what `from_state` rebuilds this from."""
+        return {
+            "vocabularies": {c: list(v) for c, v in self.vocabularies.items()},
+            "log_numeric": self.log_numeric,
+            "mean": self.mean.tolist(),
+            "std": self.std.tolist(),
+            "indicator_columns": self.indicator_columns,
+            "wide_buckets": self.wide_buckets,
+            "crosses": self.crosses,
+            "hash_buckets": self.hash_buckets,
+        }
+
+    @classmethod
+    def from_state(cls, state: dict) -> AdultFeatures:
+        return cls(**state)
+
     @property
     def cardinalities(self) -> list[int]:
         return [len(self.vocabularies[c]) + 1 for c in CATEGORICAL]
@@ -224,13 +272,6 @@ class AdultFeatures:
     @property
     def num_numeric(self) -> int:
         return len(NUMERIC) + len(self.indicator_columns)
-
-    def _transform(self, numeric: np.ndarray) -> np.ndarray:
-        x = numeric.copy()
-        # Capital gains and losses are 0 for most people and up to 99,999 for a few: log1p
-        # keeps the few from dominating the standardised scale.
-        x[:, self.log_columns] = np.log1p(np.maximum(x[:, self.log_columns], 0.0))
-        return x
 
     def categorical_ids(self, rows: Rows) -> np.ndarray:
         return np.stack(
@@ -245,7 +286,7 @@ class AdultFeatures:
         )
 
     def numeric_values(self, rows: Rows) -> np.ndarray:
-        x = (self._transform(rows.numeric) - self.mean) / self.std
+        x = (log1p_columns(rows.numeric, self.log_columns) - self.mean) / self.std
         missing = np.isnan(x)
         x = np.where(missing, 0.0, x)  # the train mean
         indicators = missing[:, self.indicator_columns].astype(np.float64)
@@ -266,6 +307,13 @@ class AdultFeatures:
         ids = np.stack([field_ids[f] for f in self.wide_fields], axis=1)
         return (ids + self.wide_offsets[None, :]).astype(np.int64)
 
+    def unseen(self, rows: Rows) -> dict[str, Counter]:
+        """Per categorical column, the values of `rows` outside its vocabulary (read as OOV)."""
+        return {
+            c: Counter(v for v in rows.categorical[c] if v not in self.vocabularies[c])
+            for c in CATEGORICAL
+        }
+
     def encode(self, rows: Rows) -> dict[str, torch.Tensor]:
         categorical = self.categorical_ids(rows)
         return {
@@ -274,6 +322,14 @@ class AdultFeatures:
             "wide": torch.from_numpy(self.wide_ids(rows, categorical)),
             "label": torch.from_numpy(rows.label),
         }
+
+
+def log1p_columns(numeric: np.ndarray, columns: Sequence[int]) -> np.ndarray:
+    # Capital gains and losses are 0 for most people and up to 99,999 for a few: log1p
+    # keeps the few from dominating the standardised scale.
+    x = numeric.copy()
+    x[:, columns] = np.log1p(np.maximum(x[:, columns], 0.0))
+    return x
 
 
 class TensorRows(Dataset):
@@ -294,12 +350,12 @@ class TensorRows(Dataset):
 
 
 # --- the datamodule -------------------------------------------------------------------------
-class AdultDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
+class AdultDataModule(FittedState, SplitLoaders, CorpusFolder, L.LightningDataModule):
     """UCI Adult as batches of {categorical, numeric, wide, label} (see the module docstring).
 
     The facts the model is built from (`categorical_cardinalities`, `num_numeric`,
-    `wide_dim`) are read from the train split when first asked for, and linked to the model
-    by the CLI."""
+    `wide_dim`) are read from the train split when first asked for (or from the checkpoint's
+    restored state), and linked to the model by the CLI."""
 
     corpus = "adult"
     source_url = SOURCE_URL
@@ -317,6 +373,8 @@ class AdultDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
         hash_buckets: int = 1000,
         num_workers: int = 0,
         download: bool = True,
+        test_file: str | None = None,
+        predict_file: str | None = None,
     ):
         """
         Args:
@@ -330,6 +388,11 @@ class AdultDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
             crosses: cross products of the wide part, each a list of fields (categorical
                 columns or `<column>_buckets`), hashed into `hash_buckets` features each.
             download: fetch adult.data from UCI when it is missing (needs a network).
+            test_file: rows that `test` scores instead of the test split (UCI's adult.test as
+                published reads as it is), read with the train split's vocabularies and
+                statistics (a checkpoint's, with --ckpt_path); a path, or a name in data_dir.
+            predict_file: rows that `predict` reads (default: the test rows); the income
+                column may be left out.
         """
         super().__init__()
         require_positive(
@@ -355,8 +418,10 @@ class AdultDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
         self.hash_buckets = hash_buckets
         self.num_workers = num_workers
         self.download = download
+        self.test_file, self.predict_file = test_file, predict_file
         self._splits: dict[str, Rows] | None = None
         self._features: AdultFeatures | None = None
+        self._datasets: dict[str, TensorRows] = {}
 
     # --- CorpusFolder ---------------------------------------------------------------------
     def local_files(self) -> dict[str, Path] | None:
@@ -390,7 +455,7 @@ class AdultDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
     @property
     def features(self) -> AdultFeatures:
         if self._features is None:
-            self._features = AdultFeatures(
+            self._features = AdultFeatures.fit(
                 self.splits["train"],
                 self.log_numeric,
                 self.wide_buckets,
@@ -412,15 +477,55 @@ class AdultDataModule(SplitLoaders, CorpusFolder, L.LightningDataModule):
     def wide_dim(self) -> int:
         return self.features.wide_dim
 
+    # --- FittedState: the features travel in checkpoints -------------------------------
+    def fitted_state(self) -> dict:
+        return self.features.to_state()
+
+    def restore_fitted(self, state: dict) -> None:
+        self._features = AdultFeatures.from_state(state)
+
+    def restored(self) -> None:
+        self._datasets.clear()  # encoded with the features fitted here: encode them again
+
+    # --- the datasets, built when a loader first asks (after a checkpoint's restore) -------
+    def split_dataset(self, name: str) -> TensorRows:
+        """The encoded rows of a split, of `test_file` for "test" and `predict_file` for
+        "predict" when they are given."""
+        if name not in self._datasets:
+            self._datasets[name] = TensorRows(self.features.encode(self._rows(name)))
+        return self._datasets[name]
+
+    def _rows(self, name: str) -> Rows:
+        key, labelled = {"test": ("test_file", True), "predict": ("predict_file", False)}.get(
+            name, (None, True)
+        )
+        file = getattr(self, key) if key else None
+        if name == "predict" and file is None:
+            return self._rows("test")
+        if file is None:
+            return self.splits[name]
+        path = resolve_eval_file(file, self.data_dir, key)
+        rows = read_adult(path, labelled=labelled)
+        for column, counts in self.features.unseen(rows).items():
+            report_unseen(path, column, counts, len(rows), "rows")
+        return rows
+
+    train_set = property(lambda self: self.split_dataset("train"))
+    val_set = property(lambda self: self.split_dataset("val"))
+    test_set = property(lambda self: self.split_dataset("test"))
+
+    def predict_dataloader(self):
+        return self.loader(self.split_dataset("predict"), self.eval_batch_size)
+
     # --- Lightning hooks -------------------------------------------------------------------
     def prepare_data(self) -> None:
-        self.files  # noqa: B018 - one process fetches the file first
+        if not evaluating_files(self, self.test_file, self.predict_file):
+            self.files  # noqa: B018 - one process fetches the file first
 
     def setup(self, stage: str | None = None) -> None:
-        self.datasets = {
-            name: TensorRows(self.features.encode(rows)) for name, rows in self.splits.items()
-        }
-        self.train_set, self.val_set, self.test_set = (self.datasets[name] for name in SPLITS)
+        # Nothing to build yet: Lightning restores a checkpoint's fitted state after setup,
+        # so the datasets are encoded when the loaders ask for them (`split_dataset`).
+        pass
 
     drop_last_train = False  # no BatchNorm here: every training row is read every epoch
 

@@ -14,6 +14,12 @@ The vocabulary is fixed, '.' then a-z (27 tokens), so a checkpoint samples names
 the data file. The split is 80/10/10 train/val/test over the distinct names, shuffled with
 `split_seed`; a name listed twice in the file goes to one split with all its copies, so
 validation never scores a name the model was trained on.
+
+`test_file` and `predict_file` (one name a line, as names.txt) replace the test split for
+`test` and `predict`. Nothing is fitted on train (the alphabet is fixed), so a checkpoint
+alone reads them; the checkpoint still carries the alphabet (datamodules/fitted_state.py), and
+one that differs is refused. There is no unknown character: a name outside a-z is an error
+naming its line.
 """
 
 from __future__ import annotations
@@ -36,8 +42,9 @@ from core.constants import IGNORE_INDEX, SPLITS, Split
 from core.errors import DataError
 from core.files import atomic_write_bytes
 from core.hub import hub_offline
+from datamodules.fitted_state import FittedState, evaluating_files
 from datamodules.loaders import SplitLoaders, whole_batch
-from datamodules.paths import DATA_DIR_ENV, reachable
+from datamodules.paths import DATA_DIR_ENV, reachable, resolve_eval_file
 from datamodules.text_files import read_lines
 
 log = logging.getLogger(__name__)
@@ -143,7 +150,7 @@ class ContextWindows(Dataset):
 
 
 # --- the datamodule ---------------------------------------------------------------------
-class NamesDataModule(SplitLoaders, L.LightningDataModule):
+class NamesDataModule(FittedState, SplitLoaders, L.LightningDataModule):
     """makemore's names.txt as (context of `block_size` characters, next character) batches:
     `input_ids` [B, block_size] and `targets` [B, 1]."""
 
@@ -157,6 +164,8 @@ class NamesDataModule(SplitLoaders, L.LightningDataModule):
         split_seed: int = 42,
         num_workers: int = 0,
         download: bool = True,
+        test_file: str | None = None,
+        predict_file: str | None = None,
     ):
         """
         Args:
@@ -165,6 +174,8 @@ class NamesDataModule(SplitLoaders, L.LightningDataModule):
             block_size: characters of context (3 for makemore's MLP, 8 for its WaveNet).
             split_seed: shuffles the distinct names before the 80/10/10 cut.
             download: fetch makemore's names.txt when it is missing (needs a network).
+            test_file, predict_file: names (one a line) that `test` and `predict` read instead
+                of the test split; a path, or a name in data_dir.
         """
         super().__init__()
         require_positive(
@@ -180,7 +191,9 @@ class NamesDataModule(SplitLoaders, L.LightningDataModule):
         self.split_seed = split_seed
         self.num_workers = num_workers
         self.download = download
+        self.test_file, self.predict_file = test_file, predict_file
         self._names: list[str] | None = None
+        self._datasets: dict[str, ContextWindows] = {}
 
     # --- the vocabulary (TextCodec for lit_models.modules.decoding) ------------------------
     vocab_size = len(ALPHABET)
@@ -205,7 +218,14 @@ class NamesDataModule(SplitLoaders, L.LightningDataModule):
         return self._names
 
     def splits(self) -> dict[Split, list[str]]:
-        return split_names(self.names, self.split_seed)
+        splits = split_names(self.names, self.split_seed)
+        empty = [split for split, names in splits.items() if not names]
+        if empty:
+            raise DataError(
+                f"{self.path}: {len(set(self.names))} distinct names are too few for an 80/10/10 "
+                f"split (the {', '.join(empty)} split would be empty); give at least 10."
+            )
+        return splits
 
     def _fetch_or_fail(self) -> None:
         if self.path.name != FILE_NAME:
@@ -232,24 +252,53 @@ class NamesDataModule(SplitLoaders, L.LightningDataModule):
             f"network so that it is downloaded."
         )
 
+    # --- FittedState: nothing is fitted, but the alphabet must be the checkpoint's ---------
+    def fitted_state(self) -> dict:
+        return {"alphabet": ALPHABET}
+
+    def restore_fitted(self, state: dict) -> None:
+        if state.get("alphabet") != ALPHABET:
+            raise DataError(
+                f"names: the checkpoint's alphabet {state.get('alphabet')!r} is not this "
+                f"version's {ALPHABET!r}; evaluate it with the version that trained it."
+            )
+
+    # --- the datasets, built when a loader first asks ------------------------------------
+    def split_dataset(self, name: str) -> ContextWindows:
+        """A split's windows, or `test_file`'s for "test", `predict_file`'s for "predict"."""
+        if name not in self._datasets:
+            world_size = self.trainer.world_size if self.trainer is not None else 1
+            pad = 1 if name == "train" else world_size
+            windows = context_windows(self._names_of(name), self.block_size)
+            self._datasets[name] = ContextWindows(*windows, pad)
+        return self._datasets[name]
+
+    def _names_of(self, name: str) -> list[str]:
+        key = {"test": "test_file", "predict": "predict_file"}.get(name)
+        file = getattr(self, key) if key else None
+        if name == "predict" and file is None:
+            return self._names_of("test")
+        if file is not None:
+            return read_names(resolve_eval_file(file, self.path.parent, key))
+        return self.splits()[name]
+
+    train_set = property(lambda self: self.split_dataset("train"))
+    val_set = property(lambda self: self.split_dataset("val"))
+    test_set = property(lambda self: self.split_dataset("test"))
+
+    def predict_dataloader(self):
+        return self.loader(self.split_dataset("predict"), self.eval_batch_size)
+
     # --- Lightning hooks -------------------------------------------------------------------
     def prepare_data(self) -> None:
-        self.names  # noqa: B018 - one process fetches (and checks) the file first
+        if not evaluating_files(self, self.test_file, self.predict_file):
+            self.names  # noqa: B018 - one process fetches (and checks) the file first
 
     def setup(self, stage: str | None = None) -> None:
-        world_size = self.trainer.world_size if self.trainer is not None else 1
-        splits = self.splits()
-        empty = [split for split, names in splits.items() if not names]
-        if empty:
-            raise DataError(
-                f"{self.path}: {len(set(self.names))} distinct names are too few for an 80/10/10 "
-                f"split (the {', '.join(empty)} split would be empty); give at least 10."
-            )
-        self.train_set = ContextWindows(*context_windows(splits["train"], self.block_size))
-        self.val_set, self.test_set = (
-            ContextWindows(*context_windows(splits[s], self.block_size), world_size)
-            for s in ("val", "test")
-        )
+        # The datasets are made when the loaders ask (`split_dataset`), after Lightning
+        # restored a checkpoint's state; a names file too small to split stops here.
+        if not evaluating_files(self, self.test_file, self.predict_file):
+            self.splits()
 
     def collate_fn(self):
         return whole_batch

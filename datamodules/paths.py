@@ -30,3 +30,18 @@ def reachable(url: str, timeout: float = 5.0) -> bool:
         return True
     except OSError:
         return False
+
+
+def resolve_eval_file(name: str | os.PathLike, data_dir: Path, key: str) -> Path:
+    """A file to evaluate (`test_file`, ...): `name` as given (absolute, or from the working
+    folder), else in the corpus folder `data_dir`; a DataError naming `key` when neither is
+    a file."""
+    from core.errors import DataError
+
+    given = Path(name).expanduser()
+    for path in (given, data_dir / given):
+        if path.is_file():
+            return path
+    places = [given] if given.is_absolute() else [given.resolve(), data_dir / given]
+    looked = " and ".join(str(p) for p in places)
+    raise DataError(f"data.init_args.{key}: no file {name} (looked for {looked}).")

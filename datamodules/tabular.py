@@ -1,6 +1,6 @@
 """Tabular data as rows of numeric features and one target, for classification or regression.
 
-Sources (`dataset`):
+Sources (`split_dataset`):
 - the data sets scikit-learn ships inside its package, read without a network: `digits`
   (8x8 handwritten digits, 10 classes, 1,797 rows), `breast_cancer` (2 classes, 569),
   `wine` (3 classes, 178) and `diabetes` (regression, 442);
@@ -15,6 +15,12 @@ so that a small split holds every class in proportion). Each feature is standard
 mean and deviation of the train split only. A regression target is batched in its own units,
 with its train mean and deviation as facts (`target_mean`, `target_std`, linked by the CLI):
 the model trains on the target standardised with them, and reports metrics in its units.
+
+`test_file` and `predict_file` are CSV files with a header that names the training columns
+(in any order; extra columns are ignored) and the target column (`target`, else "target";
+optional for `predict_file`). They are read with what was fitted on train, carried by every
+checkpoint (datamodules/fitted_state.py): the feature names, the standardisation, the class
+names (a bundled data set's classes are its ids, 0, 1, ...) and the target's statistics.
 """
 
 from __future__ import annotations
@@ -31,13 +37,14 @@ import numpy as np
 import torch
 
 from core.checks import require_fraction, require_non_negative, require_positive
-from core.constants import SPLITS, Split
+from core.constants import Split
 from core.errors import DataError, SettingError
 from core.hub import hub_offline
 from datamodules.adult import TensorRows
 from datamodules.cache import cache_root
+from datamodules.fitted_state import FittedState
 from datamodules.loaders import SplitLoaders, whole_batch
-from datamodules.paths import reachable
+from datamodules.paths import reachable, resolve_eval_file
 
 log = logging.getLogger(__name__)
 
@@ -73,6 +80,11 @@ class Table:
     task: Task
     num_classes: int | None  # None for regression
     feature_names: list[str]
+    classes: list[str] | None = None  # the class names in id order (default: the ids)
+
+    def __post_init__(self):
+        if self.classes is None and self.num_classes is not None:
+            self.classes = [str(i) for i in range(self.num_classes)]
 
 
 # --- reading ----------------------------------------------------------------------------------
@@ -130,17 +142,26 @@ def read_csv(path: Path, target: str, task: Task | None) -> Table:
             f"data.init_args.csv_path: {path} does not exist. Point data.init_args.csv_path at a CSV file "
             "with a header row (and data.init_args.target at its target column)."
         )
+    names, features, labels = read_csv_rows(path, target)
+    return _table_of(features, labels, names, path, target, task)
+
+
+def read_csv_rows(
+    path: Path, target: str, labelled: bool = True
+) -> tuple[list[str], np.ndarray, list[str] | None]:
+    """(feature column names, features [N, F], target fields) of a CSV with a header; unless
+    `labelled`, the target column may be missing (then None)."""
     with path.open(newline="", encoding="utf-8") as f:
         rows = list(csv.reader(f))
     if not rows:
         raise DataError(f"{path}: the file is empty; it needs a header row and data rows.")
     header = [name.strip() for name in rows[0]]
-    if target not in header:
+    if target not in header and labelled:
         raise DataError(
             f"{path}: line 1 (the header) has no column {target!r}; its columns are "
             f"{', '.join(header)}. Set data.init_args.target to one of them."
         )
-    column = header.index(target)
+    column = header.index(target) if target in header else None
     features, labels = [], []
     for number, row in enumerate(rows[1:], start=2):
         if not any(field.strip() for field in row):
@@ -165,11 +186,16 @@ def read_csv(path: Path, target: str, task: Task | None) -> Table:
                 )
             values.append(value)
         features.append(values)
-        labels.append(row[column].strip())
+        labels.append(row[column].strip() if column is not None else "")
     if not labels:
         raise DataError(f"{path}: the file holds a header but no rows.")
     names = [name for name in header if name != target]
-    return _table_of(np.asarray(features, dtype=np.float64), labels, names, path, target, task)
+    width = len(names)
+    return (
+        names,
+        np.asarray(features, dtype=np.float64).reshape(-1, width),
+        labels if column is not None else None,
+    )
 
 
 def _table_of(
@@ -195,7 +221,8 @@ def _table_of(
     if len(classes) < 2:
         raise DataError(f"{path}: the target {target!r} has one class only ({classes[0]!r}).")
     ids = {c: i for i, c in enumerate(classes)}
-    return Table(features, np.asarray([ids[v] for v in labels]), task, len(classes), names)
+    target_ids = np.asarray([ids[v] for v in labels])
+    return Table(features, target_ids, task, len(classes), names, classes)
 
 
 def _is_number(text: str) -> bool:
@@ -243,12 +270,65 @@ class Standardiser:
         return (x - self.mean) / self.std
 
 
+@dataclass
+class FittedTable:
+    """What the train split decides about every other row: the columns and their order, the
+    standardisation, the task, the class names (id order) and a regression target's
+    statistics. Plain data, so that checkpoints carry it (`vars` / `FittedTable(**state)`)."""
+
+    feature_names: list[str]
+    mean: list[float]
+    std: list[float]
+    task: Task
+    classes: list[str] | None
+    target_mean: float
+    target_std: float
+
+    @property
+    def standardiser(self) -> Standardiser:
+        return Standardiser(np.asarray(self.mean), np.asarray(self.std))
+
+    def read(self, path: Path, target: str, labelled: bool) -> dict[str, np.ndarray]:
+        """{features, target} of a CSV file to evaluate: its columns taken by name in the
+        train order; class names mapped to the train ids (an unknown one is an error, there
+        is no class to read it as); no target column (unless `labelled`): NaN targets."""
+        names, features, labels = read_csv_rows(path, target, labelled)
+        missing = [n for n in self.feature_names if n not in names]
+        if missing:
+            raise DataError(
+                f"{path}: line 1 (the header) lacks the column(s) {', '.join(missing)} that the "
+                f"model was trained on; it needs {', '.join(self.feature_names)} (any order) and "
+                f"{target!r}."
+            )
+        features = features[:, [names.index(n) for n in self.feature_names]]
+        if labels is None:
+            return {"features": features, "target": np.full(len(features), np.nan)}
+        if self.task == "regression":
+            bad = [i for i, v in enumerate(labels) if not _is_number(v)]
+            if bad:
+                raise DataError(
+                    f"{path}: the regression target {target!r} is {labels[bad[0]]!r} in data "
+                    f"row {bad[0] + 1}, not a number."
+                )
+            return {"features": features, "target": np.asarray(labels, dtype=np.float64)}
+        ids = {c: i for i, c in enumerate(self.classes)}
+        unknown = sorted({v for v in labels if v not in ids})
+        if unknown:
+            raise DataError(
+                f"{path}: the target {target!r} holds class(es) the model was not trained on: "
+                f"{', '.join(map(repr, unknown[:5]))}; its classes are "
+                f"{', '.join(map(repr, self.classes))}."
+            )
+        return {"features": features, "target": np.asarray([ids[v] for v in labels])}
+
+
 # --- the datamodule -------------------------------------------------------------------------
-class TabularDataModule(SplitLoaders, L.LightningDataModule):
+class TabularDataModule(FittedState, SplitLoaders, L.LightningDataModule):
     """Batches of {features [B, F] float32 standardised, label [B]} (see the module docstring).
 
     The facts the model is built from (`num_features`, `task`, `num_classes`, `target_mean`,
-    `target_std`) are read when first asked for, and linked to the model by the CLI."""
+    `target_std`) are read when first asked for (from the train split, or the checkpoint's
+    restored state), and linked to the model by the CLI."""
 
     def __init__(
         self,
@@ -263,6 +343,8 @@ class TabularDataModule(SplitLoaders, L.LightningDataModule):
         eval_batch_size: int = 4096,
         num_workers: int = 0,
         cache_dir: str | None = None,
+        test_file: str | None = None,
+        predict_file: str | None = None,
     ):
         """
         Args:
@@ -275,6 +357,11 @@ class TabularDataModule(SplitLoaders, L.LightningDataModule):
             split_seed: shuffles the rows before they are split.
             cache_dir: where scikit-learn keeps the data sets it downloads (default:
                 $XDG_CACHE_HOME/seqmodels/scikit_learn_data).
+            test_file: a CSV file that `test` scores instead of the test split, read with the
+                train split's columns, statistics and classes (a checkpoint's, with
+                --ckpt_path); a path, or a file name beside `csv_path`.
+            predict_file: a CSV file that `predict` reads (default: the test rows); its target
+                column may be left out.
         """
         super().__init__()
         require_positive("data", batch_size=batch_size, eval_batch_size=eval_batch_size)
@@ -303,8 +390,11 @@ class TabularDataModule(SplitLoaders, L.LightningDataModule):
         self.batch_size, self.eval_batch_size = batch_size, eval_batch_size
         self.num_workers = num_workers
         self.cache_dir = cache_dir
+        self.test_file, self.predict_file = test_file, predict_file
         self._table: Table | None = None
         self._splits: dict[Split, dict[str, np.ndarray]] | None = None
+        self._fitted: FittedTable | None = None
+        self._datasets: dict[str, TensorRows] = {}
 
     # --- the rows, their split, and the statistics of train --------------------------------
     @property
@@ -337,45 +427,98 @@ class TabularDataModule(SplitLoaders, L.LightningDataModule):
         return self._splits
 
     @property
-    def standardiser(self) -> Standardiser:
-        return Standardiser.fit(self.splits["train"]["features"])
+    def fitted(self) -> FittedTable:
+        """What was fitted on the train split (or restored from a checkpoint)."""
+        if self._fitted is None:
+            table, train = self.table, self.splits["train"]
+            scale = Standardiser.fit(train["features"])
+            regression = table.task == "regression"
+            self._fitted = FittedTable(
+                feature_names=[str(n) for n in table.feature_names],  # not numpy's str_
+                mean=scale.mean.tolist(),
+                std=scale.std.tolist(),
+                task=table.task,
+                classes=None if regression else [str(c) for c in table.classes],
+                target_mean=float(train["target"].mean()) if regression else 0.0,
+                target_std=(float(train["target"].std()) or 1.0) if regression else 1.0,
+            )
+        return self._fitted
 
     @property
+    def standardiser(self) -> Standardiser:
+        return self.fitted.standardiser
+
+    # The shape of the table needs no split: read from the table unless restored.
+    @property
     def num_features(self) -> int:
-        return self.table.features.shape[1]
+        fitted = self._fitted
+        return len(fitted.feature_names) if fitted else self.table.features.shape[1]
 
     @property
     def task(self) -> Task:
-        return self.table.task
+        return self._fitted.task if self._fitted else self.table.task
 
     @property
     def num_classes(self) -> int | None:
-        return self.table.num_classes
+        if self._fitted is None:
+            return self.table.num_classes
+        return None if self._fitted.classes is None else len(self._fitted.classes)
 
     @property
     def target_mean(self) -> float:
-        return float(self.splits["train"]["target"].mean()) if self.task == "regression" else 0.0
+        return self.fitted.target_mean
 
     @property
     def target_std(self) -> float:
-        if self.task == "classification":
-            return 1.0
-        return float(self.splits["train"]["target"].std()) or 1.0
+        return self.fitted.target_std
+
+    # --- FittedState: the columns, statistics and classes travel in checkpoints -----------
+    def fitted_state(self) -> dict:
+        return dict(vars(self.fitted))
+
+    def restore_fitted(self, state: dict) -> None:
+        self._fitted = FittedTable(**state)
+
+    def restored(self) -> None:
+        self._datasets.clear()  # standardised with the statistics fitted here: build again
+
+    # --- the datasets, built when a loader first asks (after a checkpoint's restore) -------
+    def split_dataset(self, name: str) -> TensorRows:
+        """A split standardised, or `test_file` for "test", `predict_file` for "predict"."""
+        if name not in self._datasets:
+            rows = self._rows(name)
+            target = rows["target"]
+            if self.task == "classification":
+                # A file to predict may have no target: its rows are labelled -1, no class.
+                label = torch.tensor(np.nan_to_num(target, nan=-1), dtype=torch.long)
+            else:
+                label = torch.tensor(target, dtype=torch.float32)
+            features = torch.tensor(self.standardiser(rows["features"]), dtype=torch.float32)
+            self._datasets[name] = TensorRows({"features": features, "label": label})
+        return self._datasets[name]
+
+    def _rows(self, name: str) -> dict[str, np.ndarray]:
+        key = {"test": "test_file", "predict": "predict_file"}.get(name)
+        file = getattr(self, key) if key else None
+        if name == "predict" and file is None:
+            return self._rows("test")
+        if file is None:
+            return self.splits[name]
+        path = resolve_eval_file(file, self.csv_path.parent if self.csv_path else Path.cwd(), key)
+        return self.fitted.read(path, self.target or "target", labelled=name == "test")
+
+    train_set = property(lambda self: self.split_dataset("train"))
+    val_set = property(lambda self: self.split_dataset("val"))
+    test_set = property(lambda self: self.split_dataset("test"))
+
+    def predict_dataloader(self):
+        return self.loader(self.split_dataset("predict"), self.eval_batch_size)
 
     # --- Lightning hooks -------------------------------------------------------------------
     def setup(self, stage: str | None = None) -> None:
-        standardise = self.standardiser
-        label_dtype = torch.long if self.task == "classification" else torch.float32
-        self.datasets = {
-            name: TensorRows(
-                {
-                    "features": torch.tensor(standardise(split["features"]), dtype=torch.float32),
-                    "label": torch.tensor(split["target"], dtype=label_dtype),
-                }
-            )
-            for name, split in self.splits.items()
-        }
-        self.train_set, self.val_set, self.test_set = (self.datasets[name] for name in SPLITS)
+        # Nothing to build yet: Lightning restores a checkpoint's fitted state after setup,
+        # so the datasets are built when the loaders ask for them (`split_dataset`).
+        pass
 
     def train_dataloader(self):
         # Never more than the train split, so that dropping a ragged last batch (it would

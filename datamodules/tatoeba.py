@@ -3,10 +3,12 @@ manythings.org (`cmn.txt`: `english<TAB>chinese<TAB>attribution`, one pair a lin
 Chinese side mixes simplified and traditional characters; both are simply tokens, one per
 character (see datamodules/tokenizers.py).
 
-There is no official split. Pairs are grouped by their English sentence (stripped), the groups
-shuffled with `split_seed` and cut 90/5/5 into train/val/test (about 1,150 pairs each for val
-and test), so an English sentence with several Chinese translations never sits in two splits
-and the same seed always gives the same split.
+There is no official split. Pairs that share a sentence (stripped) on either side are one
+group (connected: "Great!"/很棒！ and "Awesome!"/很棒！ go together), the groups shuffled with
+`split_seed` and cut 90/5/5 into train/val/test (about 1,150 pairs each for val and test). So no
+sentence of either language sits in two splits: a Chinese sentence tested is never one trained
+on with another English translation (grouping by English alone left 278 such in val and test).
+The same seed always gives the same split; the largest group holds 11 pairs.
 """
 
 from __future__ import annotations
@@ -23,7 +25,7 @@ from core.errors import DataError
 from core.files import atomic_write_bytes
 from datamodules.text_files import read_lines
 from datamodules.tokenizers import TranslationTokenizerKind
-from datamodules.translation import TranslationDataModule
+from datamodules.translation import ParallelFiles, TranslationDataModule
 
 SOURCE_URL = "https://www.manythings.org/anki/cmn-eng.zip"
 FILE_NAME = "cmn.txt"
@@ -54,29 +56,50 @@ def read_tatoeba(path: Path) -> list[tuple[str, str]]:
     return pairs
 
 
-def split_by_english(
+def sentence_groups(pairs: Sequence[tuple[str, str]]) -> list[int]:
+    """The group of each pair: pairs sharing an English or a Chinese sentence, directly or
+    through other pairs, share a group (union-find). Groups are numbered in first-seen order."""
+    parent: dict[tuple[str, str], tuple[str, str]] = {}
+
+    def root(node):
+        while parent.setdefault(node, node) != node:
+            parent[node] = parent[parent[node]]  # path halving
+            node = parent[node]
+        return node
+
+    for english, chinese in pairs:
+        a, b = root(("en", english)), root(("zh", chinese))
+        if a != b:
+            parent[a] = b
+    numbers: dict[tuple[str, str], int] = {}
+    return [numbers.setdefault(root(("en", e)), len(numbers)) for e, _ in pairs]
+
+
+def split_by_sentence(
     pairs: Sequence[tuple[str, str]], seed: int = 42, fractions=SPLIT_FRACTIONS
 ) -> dict[Split, dict[str, list[str]]]:
-    """{split: {"en": [...], "zh": [...]}}: the distinct English sentences shuffled with `seed`
-    and cut by `fractions`; every pair goes where its English sentence went, in file order."""
-    distinct = list(dict.fromkeys(english for english, _ in pairs))  # first seen: seed decides
-    random.Random(seed).shuffle(distinct)
-    n_train = int(fractions[0] * len(distinct))
-    n_val = int((fractions[0] + fractions[1]) * len(distinct))
-    split_of = dict.fromkeys(distinct[:n_train], "train")
-    split_of.update(dict.fromkeys(distinct[n_train:n_val], "val"))
-    split_of.update(dict.fromkeys(distinct[n_val:], "test"))
+    """{split: {"en": [...], "zh": [...]}}: the groups of `sentence_groups` shuffled with
+    `seed` and cut by `fractions`; every pair goes where its group went, in file order."""
+    groups = sentence_groups(pairs)
+    order = list(range(max(groups) + 1))  # first seen: the seed alone decides
+    random.Random(seed).shuffle(order)
+    n_train = int(fractions[0] * len(order))
+    n_val = int((fractions[0] + fractions[1]) * len(order))
+    split_of = dict.fromkeys(order[:n_train], "train")
+    split_of.update(dict.fromkeys(order[n_train:n_val], "val"))
+    split_of.update(dict.fromkeys(order[n_val:], "test"))
     splits = {split: {"en": [], "zh": []} for split in SPLITS}
-    for english, chinese in pairs:
-        splits[split_of[english]]["en"].append(english)
-        splits[split_of[english]]["zh"].append(chinese)
+    for (english, chinese), group in zip(pairs, groups, strict=True):
+        splits[split_of[group]]["en"].append(english)
+        splits[split_of[group]]["zh"].append(chinese)
     return splits
 
 
 class TatoebaZhEnDataModule(TranslationDataModule):
     """Tatoeba Chinese->English by default (source_lang/target_lang: "zh", "en").
 
-    `split_seed` fixes the 90/5/5 split (by English sentence); `seed` only orders batches.
+    `split_seed` fixes the 90/5/5 split (by groups of shared sentences); `seed` only orders
+    batches.
     """
 
     corpus = "tatoeba-cmn-eng"
@@ -100,6 +123,7 @@ class TatoebaZhEnDataModule(TranslationDataModule):
         cache_dir: str | None = None,
         seed: int = 42,
         split_seed: int = 42,
+        test_files: ParallelFiles | None = None,
     ):
         self.split_seed = split_seed
         super().__init__(
@@ -117,6 +141,7 @@ class TatoebaZhEnDataModule(TranslationDataModule):
             download=download,
             cache_dir=cache_dir,
             seed=seed,
+            test_files=test_files,
         )
 
     @property
@@ -130,10 +155,10 @@ class TatoebaZhEnDataModule(TranslationDataModule):
         return [FILE_NAME]
 
     def describe_splits(self) -> str:
-        return f"by-english {SPLIT_FRACTIONS} seed={self.split_seed}"
+        return f"by-sentence {SPLIT_FRACTIONS} seed={self.split_seed}"
 
     def read_splits(self, files: list[Path]) -> dict[str, dict[str, list[str]]]:
-        splits = split_by_english(read_tatoeba(files[0]), self.split_seed)
+        splits = split_by_sentence(read_tatoeba(files[0]), self.split_seed)
         empty = [split for split in SPLITS if not splits[split]["en"]]
         if empty:
             raise DataError(

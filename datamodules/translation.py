@@ -11,6 +11,11 @@ fixed special ids <pad>=0, <bos>=1, <eos>=2, <unk>=3. A batch is a dict:
 Training drops pairs with more than `max_length` tokens on either side; validation and test
 truncate such sentences to `max_length` tokens and keep them, so `block_size = max_length + 2`.
 
+`test_files` (`{source: FILE, target: FILE}`, one sentence a line, line i of one translating
+line i of the other) replaces the test split. It is read with the tokenizer trained on the
+train split, which every checkpoint carries (datamodules/fitted_state.py): a checkpoint alone
+tests it, and a word the vocabulary lacks reads as <unk>, counted in the log.
+
 Batches hold sentences of similar length, so padding stays small (torchtext's BucketIterator):
 each epoch the train pairs are shuffled (seeded by `seed` and the epoch), taken in pools of
 `POOL_BATCHES` batches, each pool sorted by length and cut into batches, and the batches
@@ -32,7 +37,9 @@ from __future__ import annotations
 
 import io
 import logging
+from collections import Counter
 from collections.abc import Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import lightning as L
@@ -46,7 +53,8 @@ from core.errors import DataError, UserError
 from datamodules.bucketing import BucketBatchSampler
 from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
-from datamodules.paths import resolve_data_dir
+from datamodules.fitted_state import FittedState, evaluating_files, report_unseen
+from datamodules.paths import resolve_data_dir, resolve_eval_file
 from datamodules.resumable import EpochRandomSampler, ResumableLoader
 from datamodules.text_files import read_lines
 from datamodules.tokenizers import (
@@ -75,6 +83,15 @@ def read_sentences(path: Path) -> list[str]:
                 f"both files."
             )
     return sentences
+
+
+@dataclass
+class ParallelFiles:
+    """A test set as two files of one sentence a line: line i of `target` translates line i
+    of `source` (paths, or names in the corpus folder)."""
+
+    source: str
+    target: str
 
 
 # --- datasets, collation, batching ----------------------------------------------------------
@@ -127,7 +144,7 @@ def _pad(rows: list[list[int]]) -> torch.Tensor:
 
 
 # --- the datamodule -------------------------------------------------------------------------
-class TranslationDataModule(CorpusFolder, L.LightningDataModule):
+class TranslationDataModule(FittedState, CorpusFolder, L.LightningDataModule):
     """Base for parallel corpora. Subclasses say where the files are and how to read and fetch
     them; this class tokenizes, caches, filters, buckets and collates.
 
@@ -156,6 +173,7 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         download: bool = True,
         cache_dir: str | None = None,
         seed: int = 42,
+        test_files: ParallelFiles | None = None,
     ):
         """
         Args:
@@ -172,6 +190,9 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
             cache_dir: where tokenizers and token ids are cached, under <cache_dir>/<corpus>/
                 (default $XDG_CACHE_HOME/seqmodels, else ~/.cache/seqmodels).
             seed: the order of training batches (with the epoch).
+            test_files: {source: FILE, target: FILE}, the pairs `test` scores instead of the
+                test split, read with the tokenizer trained on train (a checkpoint's, with
+                --ckpt_path).
         """
         super().__init__()
         known = ", ".join(self.languages)
@@ -209,7 +230,9 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         self.download = download
         self.seed = seed
         self.cache_dir = cache_root(cache_dir)
+        self.test_files = test_files
         self._tokenizer: Tokenizer | None = None
+        self._datasets: dict[str, TranslationPairs] = {}
         self._sentences: dict[str, dict[str, list[str]]] = {}
         self._encoded: dict[str, dict[str, list[list[int]]]] = {}
 
@@ -299,6 +322,12 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
     def encoded(self, split: Split) -> dict[str, list[list[int]]]:
         """{language: token ids per sentence} of a split (no special tokens, not truncated),
         cached on disk so that the second run starts at once."""
+        if split not in self._encoded and self.is_restored:
+            # A checkpoint's tokenizer: the cached ids are those of the tokenizer trained here.
+            texts = self.sentences()[split]
+            self._encoded[split] = {
+                lang: self.tokenizer.encode_batch(texts[lang]) for lang in self.languages
+            }
         if split not in self._encoded:
             self._encoded[split] = self.cache.get(
                 f"{split}.npz",
@@ -313,8 +342,12 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
 
     def pairs(self, split: Split) -> TranslationPairs:
         """The split in this module's direction: train pairs longer than max_length tokens on
-        either side dropped, val/test sentences truncated to max_length."""
-        ids, texts = self.encoded(split), self.sentences()[split]
+        either side dropped, val/test sentences truncated to max_length. The test split is
+        `test_files` when they are given."""
+        if split == "test" and self.test_files is not None:
+            ids, texts = self._encode_test_files()
+        else:
+            ids, texts = self.encoded(split), self.sentences()[split]
         src, tgt = self.source_lang, self.target_lang
         rows = zip(ids[src], ids[tgt], texts[src], texts[tgt], strict=True)
         if split == "train":
@@ -342,16 +375,72 @@ class TranslationDataModule(CorpusFolder, L.LightningDataModule):
         columns = list(zip(*kept, strict=True))
         return TranslationPairs(*columns)
 
+    def _encode_test_files(self) -> tuple[dict[str, list[list[int]]], dict[str, list[str]]]:
+        """({language: ids}, {language: sentences}) of `test_files`, read with the train
+        tokenizer; words it lacks are <unk>, counted in the log."""
+        paths = {
+            self.source_lang: resolve_eval_file(
+                self.test_files.source, self.data_dir, "test_files.source"
+            ),
+            self.target_lang: resolve_eval_file(
+                self.test_files.target, self.data_dir, "test_files.target"
+            ),
+        }
+        texts = {lang: read_sentences(path) for lang, path in paths.items()}
+        (a, pa), (b, pb) = paths.items()
+        if len(texts[a]) != len(texts[b]):
+            raise DataError(
+                f"data.init_args.test_files: {pa} has {len(texts[a])} lines but {pb} has "
+                f"{len(texts[b])}; line i of one must translate line i of the other."
+            )
+        ids = {}
+        for lang, path in paths.items():
+            encodings = self.tokenizer.hf.encode_batch(texts[lang], add_special_tokens=False)
+            ids[lang] = [e.ids for e in encodings]
+            unknown = Counter(
+                text[a:b]  # the word as written: the encoding's token is '<unk>' itself
+                for text, e in zip(texts[lang], encodings, strict=True)
+                for i, (a, b) in zip(e.ids, e.offsets, strict=True)
+                if i == UNK_ID
+            )
+            total = sum(len(e.ids) for e in encodings)
+            report_unseen(path, "words", unknown, total, "tokens")
+        return ids, texts
+
+    # --- FittedState: the tokenizer travels in checkpoints --------------------------------
+    def fitted_state(self) -> dict:
+        return {"tokenizer_kind": self.tokenizer_kind, "tokenizer": self.tokenizer.hf.to_str()}
+
+    def restore_fitted(self, state: dict) -> None:
+        self._tokenizer = Tokenizer.from_bytes(state["tokenizer"].encode(), state["tokenizer_kind"])
+
+    def restored(self) -> None:
+        self._datasets.clear()  # encoded with the tokenizer trained here: encode again
+        self._encoded.clear()
+
+    # --- the datasets, built when a loader first asks (after a checkpoint's restore) -------
+    def split_dataset(self, split: Split) -> TranslationPairs:
+        if split not in self._datasets:
+            self._datasets[split] = self.pairs(split)
+        return self._datasets[split]
+
+    train_set = property(lambda self: self.split_dataset("train"))
+    val_set = property(lambda self: self.split_dataset("val"))
+    test_set = property(lambda self: self.split_dataset("test"))
+
     # --- Lightning hooks -------------------------------------------------------------------
     def prepare_data(self) -> None:
         # Runs on one process first: fetch, train the tokenizer and fill the caches once.
+        # Testing given files with a checkpoint's tokenizer needs none of it.
+        if evaluating_files(self, self.test_files):
+            return
         for split in SPLITS:
             self.encoded(split)
 
     def setup(self, stage: str | None = None) -> None:
-        self.train_set = self.pairs("train")
-        self.val_set = self.pairs("val")
-        self.test_set = self.pairs("test")
+        # Nothing to build yet: Lightning restores a checkpoint's tokenizer after setup, so
+        # the datasets are encoded when the loaders ask for them (`split_dataset`).
+        pass
 
     def _shard(self) -> tuple[int, int]:
         """(rank, world size) of this process; (0, 1) without a trainer."""

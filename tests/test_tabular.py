@@ -133,14 +133,14 @@ def test_split_is_seeded_stratified_disjoint_and_complete():
 def test_standardisation_uses_train_statistics_only():
     dm = TabularDataModule("diabetes")
     dm.setup()
-    train = dm.datasets["train"].tensors["features"].double()
+    train = dm.split_dataset("train").tensors["features"].double()
     torch.testing.assert_close(
         train.mean(0), torch.zeros(10, dtype=torch.float64), atol=1e-6, rtol=0
     )
     torch.testing.assert_close(train.std(0, unbiased=False), torch.ones(10, dtype=torch.float64))
     raw_train, raw_test = dm.splits["train"]["features"], dm.splits["test"]["features"]
     expected = (raw_test - raw_train.mean(0)) / raw_train.std(0)
-    test = dm.datasets["test"].tensors["features"].numpy()
+    test = dm.split_dataset("test").tensors["features"].numpy()
     np.testing.assert_allclose(test, expected, rtol=1e-5, atol=1e-6)
     assert not np.allclose(test.mean(0), 0, atol=1e-3)  # test statistics were not used
     # the regression target's statistics come from train too, for the model (linked)
@@ -152,7 +152,7 @@ def test_standardisation_uses_train_statistics_only():
 def test_digits_constant_pixels_stay_finite():
     dm = TabularDataModule("digits")
     dm.setup()
-    features = dm.datasets["train"].tensors["features"]
+    features = dm.split_dataset("train").tensors["features"]
     assert torch.isfinite(features).all() and dm.num_classes == 10 and dm.num_features == 64
 
 
@@ -161,7 +161,7 @@ def test_csv_with_a_named_target(tmp_path):
     dm = TabularDataModule("csv", csv_path=str(path), target="kind")
     assert (dm.task, dm.num_classes, dm.num_features) == ("classification", 2, 3)
     dm.setup()
-    assert sum(len(dm.datasets[s]) for s in ("train", "val", "test")) == 40
+    assert sum(len(dm.split_dataset(s)) for s in ("train", "val", "test")) == 40
     # a numeric target is a regression target unless the task says otherwise
     numbers = write_csv(tmp_path / "n.csv", "a,y,b", [f"{i},{i % 4},{i * i}" for i in range(20)])
     numeric = TabularDataModule("csv", csv_path=str(numbers), target="y")

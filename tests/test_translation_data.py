@@ -17,7 +17,7 @@ from core.errors import DataError, UserError
 from datamodules import Multi30kDataModule, TatoebaZhEnDataModule
 from datamodules.bucketing import BucketBatchSampler
 from datamodules.resumable import EpochRandomSampler
-from datamodules.tatoeba import read_tatoeba, split_by_english
+from datamodules.tatoeba import read_tatoeba, split_by_sentence
 from datamodules.tokenizers import (
     decode_translation,
     detokenize,
@@ -183,7 +183,7 @@ def test_length_filter_drops_long_train_pairs_and_truncates_evaluation(tmp_path)
     assert batch["target"].size(1) == 6 + 2  # ... truncated to max_length, + <bos>, <eos>
     assert long_en in batch["target_text"]  # the reference stays whole
     with pytest.raises(UserError, match="max_length"):
-        Multi30kDataModule(data_dir=str(folder), max_length=1).setup()
+        Multi30kDataModule(data_dir=str(folder), max_length=1).train_dataloader()
 
 
 # --- bucketing and sampling ---------------------------------------------------------------
@@ -363,17 +363,17 @@ def test_unknown_tokenizer_is_an_error_of_the_cli_parser(tmp_path):
 
 
 # --- Tatoeba ------------------------------------------------------------------------------
-def test_tatoeba_split_is_disjoint_by_english_and_reproducible():
+def test_tatoeba_split_is_disjoint_by_sentence_and_reproducible():
     pairs = read_tatoeba(need_corpus("tatoeba-cmn-eng") / "cmn.txt")
     assert len(pairs) == 23_610
-    splits = split_by_english(pairs, seed=42)
+    splits = split_by_sentence(pairs, seed=42)
     english = {split: set(s["en"]) for split, s in splits.items()}
     assert not (english["train"] & english["val"] or english["train"] & english["test"])
     assert not english["val"] & english["test"]
     assert sum(len(s["en"]) for s in splits.values()) == len(pairs)
     assert 1_000 < len(splits["val"]["en"]) < 1_400 and 1_000 < len(splits["test"]["en"]) < 1_400
-    assert split_by_english(pairs, seed=42) == splits
-    assert split_by_english(pairs, seed=7)["test"] != splits["test"]
+    assert split_by_sentence(pairs, seed=42) == splits
+    assert split_by_sentence(pairs, seed=7)["test"] != splits["test"]
     # an English sentence with several translations stays in one split
     repeated = next(e for e in english["train"] if sum(p[0] == e for p in pairs) > 1)
     assert repeated not in english["val"] | english["test"]
@@ -406,14 +406,14 @@ def test_empty_line_names_file_and_line(tmp_path):
     (folder / "val.en").write_text("a dog .\na cat .\n\na man .\n")
     (folder / "val.de").write_text("ein hund .\neine katze .\nein mann .\nein buch .\n")
     with pytest.raises(DataError, match=r"val\.en: line 3 is empty"):
-        Multi30kDataModule(data_dir=str(folder)).setup()
+        Multi30kDataModule(data_dir=str(folder)).prepare_data()
 
 
 def test_mismatched_line_counts_name_both_files(tmp_path):
     folder = tiny_multi30k(tmp_path / "m")
     (folder / "test_2016_flickr.de").write_text("ein hund .\neine katze .\n")
     with pytest.raises(DataError) as err:
-        Multi30kDataModule(data_dir=str(folder)).setup()
+        Multi30kDataModule(data_dir=str(folder)).prepare_data()
     message = str(err.value)
     assert "test_2016_flickr.de has 2 lines" in message and "test_2016_flickr.en has 3" in message
 
@@ -429,14 +429,14 @@ def test_malformed_tatoeba_line_names_file_and_line(tmp_path, line, why):
     path = tmp_path / "cmn.txt"
     path.write_text(f"Hi.\t嗨。\tCC\n{line}\nRun.\t跑。\tCC\n")
     with pytest.raises(DataError, match=rf"cmn\.txt: line 2 .*{why}"):
-        TatoebaZhEnDataModule(data_dir=str(tmp_path)).setup()
+        TatoebaZhEnDataModule(data_dir=str(tmp_path)).prepare_data()
 
 
 def test_damaged_encoding_names_file_and_line(tmp_path):
     folder = tiny_multi30k(tmp_path / "m")
     (folder / "val.de").write_bytes(b"ein hund .\neine \xff katze .\nein mann .\n")
     with pytest.raises(DataError, match=r"val\.de: line 2 is not valid UTF-8"):
-        Multi30kDataModule(data_dir=str(folder)).setup()
+        Multi30kDataModule(data_dir=str(folder)).prepare_data()
 
 
 @pytest.mark.parametrize("cls", [Multi30kDataModule, TatoebaZhEnDataModule])

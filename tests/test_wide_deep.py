@@ -96,10 +96,10 @@ def test_vocabularies_never_see_a_test_category(tmp_path):
     )
     assert "?" in vocab["workclass"]  # missing is a category of its own, not OOV
     dm.setup()
-    test = dm.datasets["test"].tensors
+    test = dm.split_dataset("test").tensors
     for column in ("workclass", "native_country"):
         assert (test["categorical"][:, CATEGORICAL.index(column)] == OOV_ID).all()
-    assert (dm.datasets["train"].tensors["categorical"] != OOV_ID).all()
+    assert (dm.split_dataset("train").tensors["categorical"] != OOV_ID).all()
     # The wide ids of a planted row equal those of the same row with any other unseen value.
     rows = dm.splits["test"]
     again = rows.take(np.arange(len(rows)))
@@ -116,11 +116,11 @@ def test_numerics_are_standardised_with_train_statistics(tmp_path):
     dm.setup()
     age = NUMERIC.index("age")
     train_ages = dm.splits["train"].numeric[:, age]
-    train = dm.datasets["train"].tensors["numeric"][:, age].double()
+    train = dm.split_dataset("train").tensors["numeric"][:, age].double()
     assert train.mean().item() == pytest.approx(0.0, abs=1e-5)
     assert train.std(unbiased=False).item() == pytest.approx(1.0, abs=1e-4)
     expected = (500 - train_ages.mean()) / train_ages.std()
-    test = dm.datasets["test"].tensors["numeric"][:, age]
+    test = dm.split_dataset("test").tensors["numeric"][:, age]
     assert torch.allclose(test, torch.full_like(test, expected), rtol=1e-5)
     # capital_gain is log1p-transformed before standardising, still with train statistics
     gain = NUMERIC.index("capital_gain")
