@@ -249,7 +249,11 @@ def clean_fit(tmp_path_factory) -> tuple[Path, dict[str, float]]:
 
 @pytest.mark.parametrize(
     ("damage", "name"),
-    [("truncated", "train-00000.tokens"), ("emptied", "tokenizer.json"), ("garbage", "val-00000.tokens")],
+    [
+        ("truncated", "train-00000.tokens"),
+        ("emptied", "tokenizer.json"),
+        ("garbage", "val-00000.tokens"),
+    ],
 )
 def test_fit_on_a_damaged_cache_warns_once_and_trains_on_the_same_data(
     clean_fit, tmp_path, damage, name
