@@ -2,6 +2,7 @@
 
 from datamodules.adult import AdultDataModule
 from datamodules.chat import ChatDataModule
+from datamodules.hf_text import HFTextDataModule
 from datamodules.language_modeling import LanguageModelingDataModule
 from datamodules.long_range import LongRangeDataModule
 from datamodules.multi30k import Multi30kDataModule
@@ -11,6 +12,7 @@ from datamodules.reviews import ReviewsDataModule
 from datamodules.sentiment import RTPolarityDataModule, SST2DataModule
 from datamodules.tabular import TabularDataModule
 from datamodules.tatoeba import TatoebaZhEnDataModule
+from datamodules.text_folder import TextFolderDataModule
 from datamodules.tinyshakespeare import TinyShakespeareDataModule
 from datamodules.translation import TranslationDataModule
 from datamodules.wikitext2 import WikiText2DataModule
@@ -19,6 +21,7 @@ from datamodules.word2vec import Word2VecDataModule
 __all__ = [
     "AdultDataModule",
     "ChatDataModule",
+    "HFTextDataModule",
     "LanguageModelingDataModule",
     "LongRangeDataModule",
     "Multi30kDataModule",
@@ -29,6 +32,7 @@ __all__ = [
     "SST2DataModule",
     "TabularDataModule",
     "TatoebaZhEnDataModule",
+    "TextFolderDataModule",
     "TinyShakespeareDataModule",
     "TranslationDataModule",
     "WikiText2DataModule",

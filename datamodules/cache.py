@@ -27,12 +27,13 @@ from collections.abc import Callable, Iterable
 from pathlib import Path
 from typing import TypeVar
 
-from core.checked_files import DamagedFile, unwrap, write_checked
+from core.checked_files import DamagedFile, check_file, unwrap, write_checked_parts
 
 # Part of every key: bump it when training, encoding or the file layout changes, so that old
 # caches are not reused (2: word vocabularies counted by `word_vocabulary`, without id holes;
-# 3: files carry a checksum header, so the unchecked files of 2 stay in their old folders).
-CACHE_FORMAT = 3
+# 3: files carry a checksum header, so the unchecked files of 2 stay in their old folders;
+# 4: token ids as memory-mapped shards, datamodules/token_store.py).
+CACHE_FORMAT = 4
 
 T = TypeVar("T")
 
@@ -106,14 +107,40 @@ class DerivedFiles:
         _remove_if_unchanged(path, identity)
         return None
 
-    def write(self, name: str, payload: bytes) -> None:
-        """Write file `name` (atomically, with its checksum). A folder that cannot be written
-        is reported, not fatal: the run goes on with what it built."""
+    def write(self, name: str, payload: bytes) -> bool:
+        """Write file `name` (atomically, with its checksum); False when it could not be. A
+        folder that cannot be written is reported, not fatal: the run goes on with what it
+        built."""
+        return self.write_parts(name, [payload])
+
+    def write_parts(self, name: str, parts: list) -> bool:
+        """`write` of the concatenated `parts` (bytes-like, numpy arrays too), never copied
+        into one payload."""
         path = self.path(name)
         try:
-            write_checked(path, payload)
+            write_checked_parts(path, parts)
         except OSError as err:
             _warn(f"cannot write cache file {path} ({err.strerror or err}); going on without it")
+            return False
+        return True
+
+    def check(self, name: str) -> int | None:
+        """Where the payload of file `name` starts, for a memory map of it, once its size and
+        checksum are checked (read in chunks: any size); None when it is missing, or damaged:
+        then it is reported and removed, for the caller to build it again."""
+        path = self.path(name)
+        try:
+            identity = _identity(path.stat())
+            return check_file(path)
+        except (FileNotFoundError, NotADirectoryError):
+            return None
+        except DamagedFile as err:
+            _warn(f"cache file {path} is damaged ({err}); rebuilding it")
+        except OSError as err:
+            _warn(f"cache file {path} is unreadable ({err.strerror or err}); rebuilding it")
+            return None
+        _remove_if_unchanged(path, identity)
+        return None
 
 
 def _warn(message: str) -> None:

@@ -18,6 +18,7 @@ from __future__ import annotations
 import json
 import logging
 import math
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
@@ -42,6 +43,13 @@ from datamodules.pretrained_tokenizer import (
 )
 from datamodules.resumable import ResumableLoader, ResumableStream
 from datamodules.text_files import read_text
+from datamodules.token_store import (
+    ShardedArray,
+    StoredSplit,
+    encode_batches,
+    open_split,
+    write_split,
+)
 from datamodules.tokenizers import EncodedSplit, Tokenizer, encode_lines, train_tokenizer
 
 log = logging.getLogger(__name__)
@@ -54,17 +62,29 @@ DEDUP_FORMAT = 1  # bump when the deduplication rule changes: old caches are the
 DEDUP_EXAMPLES = 3  # dropped documents shown in the log and kept in the report
 
 
+TokenSplit = (
+    StoredSplit | EncodedSplit
+)  # on disk (memory-mapped shards) or, failing that, in memory
+TokenArray = ShardedArray | np.ndarray
+BATCH_LINES = 8192  # lines encoded at once (one task of a parallel encoding)
+
+
+def as_long(ids: np.ndarray) -> torch.Tensor:
+    """Ids as stored (uint16, uint32, uint8 counts) as the int64 tensor the models read."""
+    return torch.from_numpy(ids.astype(np.int64))
+
+
 class RandomWindows(Dataset):
     """Every window of `block_size + 1` consecutive tokens; a shuffled sampler makes them random."""
 
-    def __init__(self, ids: np.ndarray, block_size: int):
+    def __init__(self, ids: TokenArray, block_size: int):
         self.ids, self.block_size = ids, block_size
 
     def __len__(self) -> int:
         return len(self.ids) - self.block_size
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        chunk = torch.from_numpy(self.ids[i : i + self.block_size + 1])
+        chunk = as_long(self.ids[i : i + self.block_size + 1])
         return {"input_ids": chunk[:-1], "targets": chunk[1:]}
 
 
@@ -72,7 +92,7 @@ class OrderedBlocks(Dataset):
     """Non-overlapping blocks in order, the last one padded; whole padding blocks are added so
     that the count divides by `world_size` (no sample is repeated across DDP ranks)."""
 
-    def __init__(self, split: EncodedSplit, block_size: int, world_size: int = 1):
+    def __init__(self, split: TokenSplit, block_size: int, world_size: int = 1):
         self.split, self.block_size = split, block_size
         n_real = max(1, math.ceil((len(split) - 1) / block_size))
         self.n_blocks = math.ceil(n_real / world_size) * world_size
@@ -91,14 +111,10 @@ class OrderedBlocks(Dataset):
             "target_chars": torch.zeros(T, dtype=torch.long),
         }
         if n:
-            item["input_ids"][:n] = torch.from_numpy(ids[:n])
-            item["targets"][:n] = torch.from_numpy(ids[1 : n + 1])
-            item["target_words"][:n] = torch.from_numpy(
-                self.split.words[start + 1 : start + n + 1].astype(np.int64)
-            )
-            item["target_chars"][:n] = torch.from_numpy(
-                self.split.chars[start + 1 : start + n + 1].astype(np.int64)
-            )
+            item["input_ids"][:n] = as_long(ids[:n])
+            item["targets"][:n] = as_long(ids[1 : n + 1])
+            item["target_words"][:n] = as_long(self.split.words[start + 1 : start + n + 1])
+            item["target_chars"][:n] = as_long(self.split.chars[start + 1 : start + n + 1])
         return item
 
 
@@ -116,7 +132,7 @@ class ContiguousColumns(ResumableStream):
     """
 
     def __init__(
-        self, split: EncodedSplit, batch_size: int, bptt: int, rank: int = 0, world_size: int = 1
+        self, split: TokenSplit, batch_size: int, bptt: int, rank: int = 0, world_size: int = 1
     ):
         n_targets, columns = len(split) - 1, batch_size * world_size
         if n_targets < columns:
@@ -124,36 +140,43 @@ class ContiguousColumns(ResumableStream):
                 f"a split of {len(split)} tokens cannot fill {columns} parallel streams "
                 f"(data.init_args.batch_size x devices): lower data.init_args.batch_size / data.init_args.eval_batch_size."
             )
-        self.bptt = bptt
+        self.split, self.bptt = split, bptt
         self._start = 0  # the batch the next pass starts with
         short, extra = divmod(n_targets, columns)  # the first `extra` columns get one more
         lengths = [short + (j < extra) for j in range(columns)]
         starts = np.cumsum([0, *lengths[:-1]])  # each column's first input token
-        width = short + (extra > 0)
-        self.columns = {
-            "input_ids": torch.zeros(batch_size, width, dtype=torch.long),
-            "targets": torch.full((batch_size, width), IGNORE_INDEX, dtype=torch.long),
-            "target_words": torch.zeros(batch_size, width, dtype=torch.long),
-            "target_chars": torch.zeros(batch_size, width, dtype=torch.long),
-        }
-        for row, j in enumerate(range(rank * batch_size, (rank + 1) * batch_size)):
-            s, n = starts[j], lengths[j]
-            for key, source, offset in (
-                ("input_ids", split.ids, 0),
-                ("targets", split.ids, 1),
-                ("target_words", split.words, 1),
-                ("target_chars", split.chars, 1),
-            ):
-                self.columns[key][row, :n] = torch.from_numpy(
-                    source[s + offset : s + offset + n].astype(np.int64)
-                )
+        self.width = short + (extra > 0)
+        # This rank's columns (first input token, length), read from the split batch by batch.
+        self.rows = [
+            (int(starts[j]), lengths[j]) for j in range(rank * batch_size, (rank + 1) * batch_size)
+        ]
 
     def __len__(self) -> int:
-        return math.ceil(self.columns["input_ids"].size(1) / self.bptt)
+        return math.ceil(self.width / self.bptt)
 
     def __getitem__(self, i: int) -> dict[str, torch.Tensor]:
-        steps = slice(i * self.bptt, (i + 1) * self.bptt)
-        return {key: column[:, steps] for key, column in self.columns.items()}
+        a = i * self.bptt
+        steps = min(self.bptt, self.width - a)
+        rows = len(self.rows)
+        batch = {
+            "input_ids": torch.zeros(rows, steps, dtype=torch.long),
+            "targets": torch.full((rows, steps), IGNORE_INDEX, dtype=torch.long),
+            "target_words": torch.zeros(rows, steps, dtype=torch.long),
+            "target_chars": torch.zeros(rows, steps, dtype=torch.long),
+        }
+        for row, (s, n) in enumerate(self.rows):
+            m = max(0, min(n - a, steps))  # a column one token shorter ends a step early
+            if m:
+                ids = self.split.ids[s + a : s + a + m + 1]
+                batch["input_ids"][row, :m] = as_long(ids[:m])
+                batch["targets"][row, :m] = as_long(ids[1 : m + 1])
+                batch["target_words"][row, :m] = as_long(
+                    self.split.words[s + a + 1 : s + a + m + 1]
+                )
+                batch["target_chars"][row, :m] = as_long(
+                    self.split.chars[s + a + 1 : s + a + m + 1]
+                )
+        return batch
 
     def start_at(self, epoch: int, batch: int) -> None:
         self._start = batch  # every epoch is the same: only the batch matters
@@ -250,7 +273,8 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         self.cache_dir = cache_root(cache_dir)
         self._tokenizer: Tokenizer | PretrainedTokenizer | None = None
         self._lines: dict[str, list[str]] = {}
-        self.splits: dict[str, EncodedSplit] = {}
+        self.splits: dict[str, TokenSplit] = {}
+        self.num_proc = 1  # processes that encode a split (a corpus read in chunks sets it)
         self.dedup = dedup
         self.dedup_threshold = dedup_threshold
         self.dedup_num_perm = dedup_num_perm
@@ -414,7 +438,12 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
             self.corpus,
             "+".join(self.vocab_splits),
         )
-        lines = [line for split in self.vocab_splits for line in self.lines()[split]]
+        lines = (
+            line
+            for split in self.vocab_splits
+            for batch in self.line_batches(split)
+            for line in batch
+        )
         return train_tokenizer(self.tokenizer_kind, lines, self.bpe_vocab_size)
 
     @property
@@ -440,16 +469,33 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         """The tokenizer as transformers' (written beside an exported model)."""
         return self.tokenizer.to_transformers()
 
-    def encoded(self, split: Split) -> EncodedSplit:
-        """Token ids of a split, cached on disk so that the second run starts in seconds."""
+    def encoded(self, split: Split) -> TokenSplit:
+        """Token ids of a split, written to the cache as memory-mapped shards while the text
+        streams through the tokenizer (datamodules/token_store.py), so that the second run
+        starts in seconds and a split larger than memory is read where it lies."""
         if split not in self.splits:
-            self.splits[split] = self.cache.get(
-                f"{split}.npz",
-                build=lambda: self._encode(self.lines()[split]),
-                dump=EncodedSplit.to_bytes,
-                load=EncodedSplit.from_bytes,
-            )
+            stored = open_split(self.cache, split)
+            if stored is None:
+                vocab_size = self.vocab_size  # the tokenizer, before any worker is forked
+                chunks = encode_batches(self._encode, self.line_batches(split), self.num_proc)
+                stored = write_split(self.cache, split, vocab_size, chunks)
+            if len(stored) == 0:
+                raise DataError(
+                    f"{self.corpus}: the {split} split is empty; check the files in {self.data_dir}."
+                )
+            self.splits[split] = stored
         return self.splits[split]
+
+    def line_batches(self, split: Split) -> Iterator[list[str]]:
+        """The lines of a split (each with its newline), a batch at a time, in order: what the
+        tokenizer is trained on and what is encoded. From `lines()` here (the whole corpus in
+        memory, near-duplicates removed); a corpus read in chunks overrides it."""
+        lines = self.lines()[split]
+        if self.tokenizer_kind == "pretrained":  # one document (see `_encode`)
+            yield lines
+            return
+        for start in range(0, len(lines), BATCH_LINES):
+            yield lines[start : start + BATCH_LINES]
 
     def _encode(self, lines: list[str]) -> EncodedSplit:
         if isinstance(self.tokenizer, PretrainedTokenizer):
@@ -475,7 +521,7 @@ class LanguageModelingDataModule(SplitLoaders, CorpusFolder, L.LightningDataModu
         if self.batching == "contiguous":  # recurrent models: parallel streams, in order
             rank = self.trainer.global_rank if self.trainer is not None else 0
 
-            def streams(split: EncodedSplit, batch_size: int) -> ContiguousColumns:
+            def streams(split: TokenSplit, batch_size: int) -> ContiguousColumns:
                 return ContiguousColumns(split, batch_size, self.block_size, rank, world_size)
 
             self.train_set = streams(train, self.batch_size)

@@ -18,6 +18,7 @@ import re
 from collections import Counter
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
+from itertools import chain
 from pathlib import Path
 from typing import Literal
 
@@ -177,9 +178,10 @@ def word_vocabulary(
 
 
 def train_tokenizer(
-    kind: TokenizerKind, lines: Sequence[str], bpe_vocab_size: int = 8192
+    kind: TokenizerKind, lines: Iterable[str], bpe_vocab_size: int = 8192
 ) -> Tokenizer:
-    """Train a tokenizer of `kind` on `lines` (each ending with its newline)."""
+    """Train a tokenizer of `kind` on `lines` (each ending with its newline), read once, in
+    order: a generator over a corpus larger than memory will do."""
     if kind == "word":
         words = (word for line in lines for word in line.split())
         tok = HFTokenizer(models.WordLevel(word_vocabulary(words, [EOS, UNK]), unk_token=UNK))
@@ -197,7 +199,10 @@ def train_tokenizer(
         tok.train_from_iterator(lines, trainer)
     elif kind == "char":
         # One token per character, as in char-rnn and nanoGPT; unseen characters map to <unk>.
-        chars = sorted(set("".join(lines)))
+        seen: set[str] = set()
+        for line in lines:
+            seen.update(line)
+        chars = sorted(seen)
         vocab = {c: i for i, c in enumerate(chars)}
         vocab[UNK] = len(vocab)
         tok = HFTokenizer(models.WordLevel(vocab, unk_token=UNK))
@@ -209,40 +214,53 @@ def train_tokenizer(
 
 
 def encode_lines(tok: Tokenizer, lines: Sequence[str]) -> EncodedSplit:
-    """Encode `lines` (each ending with its newline) into one stream of token ids."""
-    eos_id = tok.eos_id if tok.kind == "word" else None
-    ids, words, chars = [], [], []
-    for line, enc in zip(
-        lines, tok.hf.encode_batch(list(lines), add_special_tokens=False), strict=True
-    ):
-        line_ids = enc.ids
-        ends = [end for _, end in enc.offsets]
-        if eos_id is not None:  # the word-level text has no newline token: <eos> stands for it
-            line_ids = [*line_ids, eos_id]
-            ends.append(len(line))
-        ids.extend(line_ids)
-        # Each token owns the characters since the previous token's end, so byte-level pieces of
-        # one character never count it twice and the tokens partition the line exactly.
-        ends_arr = np.asarray(ends, dtype=np.int64)
-        word_start = _word_starts(line)
-        cum = np.concatenate([[0], np.cumsum(word_start)])
-        prev = np.concatenate([[0], ends_arr[:-1]])
-        words.append(cum[ends_arr] - cum[prev])
-        chars.append(ends_arr - prev)
+    """Encode `lines` (each ending with its newline) into one stream of token ids.
+
+    Each token owns the characters since the previous token's end in its line, so byte-level
+    pieces of one character never count it twice and the tokens partition the line exactly.
+    Vectorized over the whole batch of lines (no Python loop per line or character): this is
+    the inner loop of tokenizing a corpus larger than memory."""
+    lines = list(lines)
+    encodings = tok.hf.encode_batch(lines, add_special_tokens=False)
+    per_line = np.fromiter((len(e.ids) for e in encodings), np.int64, len(lines))
+    total = int(per_line.sum())
+    ids = np.fromiter(chain.from_iterable(e.ids for e in encodings), np.int64, total)
+    ends = np.fromiter((end for e in encodings for _, end in e.offsets), np.int64, total)
+    lengths = np.fromiter(map(len, lines), np.int64, len(lines))
+    if tok.kind == "word":  # the word-level text has no newline token: <eos> stands for it
+        after_line = np.cumsum(per_line)
+        ids = np.insert(ids, after_line, tok.eos_id)
+        ends = np.insert(ends, after_line, lengths)
+        per_line = per_line + 1
+    line_start = np.concatenate([[0], np.cumsum(lengths)[:-1]]) if len(lines) else lengths
+    line_of = np.repeat(np.arange(len(lines)), per_line)
+    prev = np.concatenate([[0], ends[:-1]])
+    first = np.concatenate([[0], np.cumsum(per_line)[:-1]])[per_line > 0]
+    prev[first] = 0  # a line's first token owns the characters from the line's start
+    cum = np.concatenate([[0], np.cumsum(_word_starts("".join(lines), line_start, lengths))])
+    offset = line_start[line_of] if len(lines) else line_of
     return EncodedSplit(
-        ids=np.asarray(ids, dtype=np.int64),
-        words=np.concatenate(words).astype(np.uint8) if words else np.zeros(0, np.uint8),
-        chars=np.concatenate(chars).astype(np.uint16) if chars else np.zeros(0, np.uint16),
+        ids=ids,
+        words=(cum[offset + ends] - cum[offset + prev]).astype(np.uint8),
+        chars=(ends - prev).astype(np.uint16),
     )
 
 
-def _word_starts(line: str) -> np.ndarray:
-    """1 at each character that starts a word and at the newline (the end-of-line word)."""
-    is_space = np.fromiter((c.isspace() for c in line), dtype=bool, count=len(line))
+# Every character str.isspace() accepts lies below U+3001 (the last is U+3000).
+_SPACE = np.array([chr(c).isspace() for c in range(0x3001)], dtype=bool)
+
+
+def _word_starts(text: str, line_start: np.ndarray, lengths: np.ndarray) -> np.ndarray:
+    """1 at each character of `text` (lines joined) that starts a word in its line, and at the
+    newline that ends a line (the end-of-line word)."""
+    codes = np.frombuffer(text.encode("utf-32-le"), dtype=np.uint32)
+    is_space = _SPACE[np.minimum(codes, 0x3000)] & (codes <= 0x3000)
     starts = ~is_space
     starts[1:] &= is_space[:-1]
-    if line.endswith("\n"):
-        starts[-1] = True
+    firsts = line_start[lengths > 0]
+    starts[firsts] = ~is_space[firsts]  # a line's first character follows nothing
+    lasts = (line_start + lengths - 1)[lengths > 0]
+    starts[lasts[codes[lasts] == ord("\n")]] = True
     return starts.astype(np.int64)
 
 

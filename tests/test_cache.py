@@ -107,7 +107,7 @@ KINDS = {
             data_dir=str(need_corpus("tinyshakespeare")), block_size=8, cache_dir=cache
         ),
         lm_seen,
-        ["val.npz", "tokenizer.json"],
+        ["val-00000.tokens", "tokenizer.json"],
     ),
     "shakespeare-bpe": (
         lambda cache, folder: TinyShakespeareDataModule(
@@ -125,7 +125,7 @@ KINDS = {
             data_dir=str(need_corpus("wikitext-2-mini")), block_size=8, dedup=True, cache_dir=cache
         ),
         lm_seen,
-        ["val.npz", "tokenizer.json", "dedup.json"],
+        ["val-00000.tokens", "tokenizer.json", "dedup.json"],
     ),
     "multi30k-word": (
         lambda cache, folder: Multi30kDataModule(
@@ -249,7 +249,11 @@ def clean_fit(tmp_path_factory) -> tuple[Path, dict[str, float]]:
 
 @pytest.mark.parametrize(
     ("damage", "name"),
-    [("truncated", "train.npz"), ("emptied", "tokenizer.json"), ("garbage", "val.npz")],
+    [
+        ("truncated", "train-00000.tokens"),
+        ("emptied", "tokenizer.json"),
+        ("garbage", "val-00000.tokens"),
+    ],
 )
 def test_fit_on_a_damaged_cache_warns_once_and_trains_on_the_same_data(
     clean_fit, tmp_path, damage, name
@@ -294,7 +298,7 @@ def test_two_builders_repairing_one_file_at_once_both_get_the_data(tmp_path, cap
     kwargs = {"data_dir": str(tmp_path), "block_size": 8, "tokenizer": "bpe", "bpe_vocab_size": 300}
     dm = TinyShakespeareDataModule(**kwargs)
     dm.prepare_data()
-    path, ids = dm.cache.path("train.npz"), dm.encoded("train").ids.tolist()
+    path, ids = dm.cache.path("train-00000.tokens"), dm.encoded("train").ids.tolist()
     original = loaded(path)
     path.write_bytes(garbage(path.read_bytes()))
     capsys.readouterr()
