@@ -19,7 +19,7 @@ import yaml
 from jsonargparse import ArgumentError, Namespace
 from lightning.fabric.utilities.exceptions import MisconfigurationException
 from lightning.pytorch.callbacks import ModelCheckpoint
-from lightning.pytorch.cli import LightningCLI
+from lightning.pytorch.cli import LightningCLI, _get_module_type, _InstantiatorFn
 
 import callbacks  # noqa: F401 - registers the suite's callbacks for short class paths
 import datamodules  # noqa: F401 - registers the datamodules for short class paths
@@ -34,6 +34,7 @@ from cli.config import (
     check_config_syntax,
     with_checkpoint_config,
 )
+from cli.datamodule_state import RestoringDataInstantiator
 from cli.shipped_configs import resolve_config_args
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
@@ -84,12 +85,14 @@ class SuiteCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         ckpt_path = self.config[subcommand].get("ckpt_path") if subcommand else None
         self.checkpoint_hparams: dict = {}
+        self.checkpoint_read: dict = {}
         if not ckpt_path or ckpt_path in ("last", "best", "hpc", "registry"):
             return
         path = Path(ckpt_path)
         clean_once(path.parent, set())  # temporaries of a save that was killed
         checkpoint = read_checkpoint(path)
         remember(path, checkpoint)
+        self.checkpoint_read = checkpoint
         check_model_unchanged(path, checkpoint, self._parser(subcommand), self.config[subcommand])
         hparams = dict(checkpoint.get("hyper_parameters") or {})
         hparams.pop("_instantiator", None)
@@ -102,6 +105,17 @@ class SuiteCLI(LightningCLI):
             check_model_class(path, class_path, configured)
             hparams = {"class_path": class_path, "dict_kwargs": hparams}
         self.config = self.parser.parse_object({subcommand: {"model": hparams}}, self.config)
+
+    def _add_instantiators(self) -> None:
+        super()._add_instantiators()
+        # The datamodule gets the checkpoint's state (vocabulary, ...) as soon as it is built,
+        # before the model is built from it (cli/datamodule_state.py says why not later). The
+        # same key as Lightning's datamodule instantiator: this one replaces it, wrapping it.
+        self.parser.add_instantiator(
+            RestoringDataInstantiator(_InstantiatorFn(cli=self, key="data"), self.checkpoint_read),
+            _get_module_type(self._datamodule_class),
+            subclasses=self.subclass_mode_data,
+        )
 
     def add_default_arguments_to_parser(self, parser) -> None:
         super().add_default_arguments_to_parser(parser)
