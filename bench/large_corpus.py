@@ -24,9 +24,7 @@ import sys
 import time
 from pathlib import Path
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
-
-from bench.common import QUIET_TRAINER, RESULTS, command_line, machine_info, write_json_atomic  # noqa: E402
+from common import QUIET_TRAINER, RESULTS, command_line, machine_info, write_json_atomic
 
 FILE_MB = 10
 VOCAB = 4096

@@ -21,9 +21,9 @@ from core.checks import require_positive
 from core.constants import Split
 from core.errors import DataError
 from core.hub import hub_offline
-from datamodules.held_out import check_fractions, split_of
 from datamodules.language_modeling import Batching, LanguageModelingDataModule
 from datamodules.paths import reachable
+from datamodules.seeded_split import check_fractions, split_of
 from datamodules.text_folder import StreamingTokenizer, batched, refuse_in_memory_settings
 
 HUB = os.environ.get("HF_ENDPOINT", "https://huggingface.co")

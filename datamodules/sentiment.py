@@ -10,9 +10,18 @@ Both give batches of whole sentences, padded to the longest of the batch, with t
 
 The word vocabulary is built from the train split only (`<pad>` = 0, `<unk>` = 1, then words
 by frequency, `min_freq` times at least), so validation and test words never seen in training
-read as `<unk>`, as they would for a deployed model. Text is lower-cased by default
-(`lowercase`), split on whitespace and punctuation (both corpora ship tokenized already:
-"it 's a charming , often affecting journey .").
+read as `<unk>`, as they would for a deployed model (their count is logged). Text is
+lower-cased by default (`lowercase`), split on whitespace and punctuation (both corpora ship
+tokenized already: "it 's a charming , often affecting journey .").
+
+Held-out sentences share no text with training: validation and test are whole sentences
+carved by `datamodules.held_out` (or SST-2's own validation file where it is one), and every
+training item inside one of them is left out of training.
+
+The vocabulary and the tokenizer's setting (`lowercase`) are the datamodule's `state_dict`,
+saved in every checkpoint; restored (`load_state_dict`, which the CLI calls as soon as the
+datamodule is built from --ckpt_path), they are used as saved, never refitted, and
+`test_file` / `predict_file` evaluate any file with a checkpoint alone, without the corpus.
 
 Pretrained word vectors (`word_vectors`, a word2vec text-format file such as the suite's
 word2vec export) are aligned to this vocabulary here, on the data side: row i of the saved
@@ -24,6 +33,7 @@ model never reads a vocabulary, and datamodules never import a model.
 from __future__ import annotations
 
 import io
+import json
 import random
 import re
 import tarfile
@@ -31,6 +41,7 @@ import urllib.request
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Literal
 
 import lightning as L
 import torch
@@ -44,11 +55,16 @@ from core.files import atomic_write_bytes
 from datamodules.bucketing import BucketBatchSampler
 from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
+from datamodules.held_out import ContainerIndex, carve_by_sentence
 from datamodules.paths import resolve_data_dir
 from datamodules.resumable import EpochRandomSampler, ResumableLoader, run_seed
 from datamodules.text_files import read_lines
 from datamodules.tokenizers import UNK, word_vocabulary
 
+# Part of the cache key of a carved split: bump it when the carving changes.
+SPLIT_FORMAT = 1
+# The layout of `state_dict`: a checkpoint of another layout is refused with a message.
+STATE_FORMAT = 1
 PAD = "<pad>"
 SPECIALS = (PAD, UNK)  # ids 0 and 1
 PAD_ID, UNK_ID = 0, 1
@@ -97,6 +113,18 @@ def read_labelled_tsv(path: Path) -> list[Example]:
         examples.append(Example(sentence.strip(), int(label)))
     if not examples:
         raise DataError(f"{path}: no rows after the header.")
+    return examples
+
+
+def read_unlabelled(path: Path) -> list[Example]:
+    """A file to predict: one sentence a line (label -1: none), or a labelled SST-2 file
+    (first line `sentence<TAB>label`), whose labels are kept."""
+    lines = read_lines(path)
+    if lines and lines[0].split("\t") == ["sentence", "label"]:
+        return read_labelled_tsv(path)
+    examples = [Example(line.strip(), -1) for line in lines if line.strip()]
+    if not examples:
+        raise DataError(f"{path}: the file holds no sentences (one a line).")
     return examples
 
 
@@ -159,6 +187,16 @@ def pad_batch(items: Sequence[tuple[list[int], Example]]) -> dict:
 
 
 # --- the datamodules ----------------------------------------------------------------------
+Stage = Literal["fit", "validate", "test", "predict"]
+# The splits each stage reads ("predict": `predict_file`, else the test split).
+STAGE_SPLITS: dict[str, tuple[str, ...]] = {
+    "fit": ("train", "val"),
+    "validate": ("val",),
+    "test": ("test",),
+    "predict": ("predict",),
+}
+
+
 class SentimentDataModule(CorpusFolder, L.LightningDataModule):
     """Binary sentiment of sentences; subclasses say where the files are and how to split."""
 
@@ -175,6 +213,9 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         min_freq: int = 1,
         bucket_by_length: bool = True,
         word_vectors: str | None = None,
+        split_seed: int = 42,
+        test_file: str | None = None,
+        predict_file: str | None = None,
         num_workers: int = 0,
         download: bool = True,
         cache_dir: str | None = None,
@@ -182,15 +223,22 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         """
         Args:
             data_dir: the corpus folder; default $DATA_DIR/<corpus>, else ./data/<corpus>.
-            lowercase: lower-case the text before splitting it into words.
+            lowercase: lower-case the text before splitting it into words (a checkpoint's
+                setting wins over this one: the model learned its words).
             min_freq: a train word seen fewer times reads as <unk>.
             bucket_by_length: training batches of sentences of similar length (less padding,
                 faster); off, batches are drawn uniformly at random.
             word_vectors: a word2vec text-format file (e.g. the suite's word2vec export) to
                 initialise the classifier's embeddings; words it lacks keep a random init.
+            split_seed: draws the whole sentences carved out for validation and test.
+            test_file: test on this file (`sentence<TAB>label` rows after that header, labels
+                0/1) instead of the corpus's test split; read with the training vocabulary.
+            predict_file: predict on this file (one sentence a line, or a labelled file as
+                test_file) instead of the test split.
             download: fetch the corpus from its canonical source when it is missing.
-            cache_dir: where the aligned vectors are cached, under <cache_dir>/<corpus>/
-                (default $XDG_CACHE_HOME/seqmodels, else ~/.cache/seqmodels).
+            cache_dir: where the carved split and the aligned vectors are cached, under
+                <cache_dir>/<corpus>/ (default $XDG_CACHE_HOME/seqmodels, else
+                ~/.cache/seqmodels).
         """
         super().__init__()
         require_positive(
@@ -203,11 +251,16 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         self.lowercase, self.min_freq = lowercase, min_freq
         self.bucket_by_length = bucket_by_length
         self.word_vectors = Path(word_vectors).expanduser() if word_vectors else None
+        self.split_seed = split_seed
+        self.test_file = _existing_file("test_file", test_file)
+        self.predict_file = _existing_file("predict_file", predict_file)
         self.num_workers, self.download = num_workers, download
         self.cache_dir = cache_root(cache_dir)
         self._splits: dict[Split, list[Example]] | None = None
         self._vocab: dict[str, int] | None = None
+        self._restored = False  # the vocabulary came from a checkpoint
         self._pretrained: Path | None = None
+        self.datasets: dict[str, EncodedSentences] = {}
 
     # --- what subclasses provide --------------------------------------------------------
     def read_splits(self, files) -> dict[Split, list[Example]]:
@@ -220,9 +273,39 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
             self._splits = self.read_splits(self.files)
         return self._splits
 
+    def examples(self, split: str) -> list[Example]:
+        """The examples of `split`: the corpus's, or `test_file`'s and `predict_file`'s."""
+        if split == "test" and self.test_file is not None:
+            return read_labelled_tsv(self.test_file)
+        if split == "predict":
+            if self.predict_file is not None:
+                return read_unlabelled(self.predict_file)
+            return self.examples("test")
+        return self.splits[split]
+
+    def carve(self, examples: Sequence[Example]) -> dict[Split, list[Example]]:
+        """Whole sentences drawn with `split_seed` for validation and test (10% each), every
+        other example inside none of them for training (`datamodules.held_out`). Cached by
+        the corpus files and the seed."""
+        cache = DerivedFiles(
+            self.corpus,
+            list(self.files.values()),
+            f"{type(self).__name__}:carve:{self.split_seed}:v{SPLIT_FORMAT}",
+            self.cache_dir,
+        )
+        rows = cache.get(
+            "split.json",
+            build=lambda: carve_by_sentence(
+                [comparable(ex.text) for ex in examples], self.split_seed
+            ),
+            dump=lambda value: json.dumps(value).encode(),
+            load=json.loads,
+        )
+        return {split: [examples[i] for i in rows[split]] for split in ("train", "val", "test")}
+
     @property
     def vocab(self) -> dict[str, int]:
-        """Word -> id, from the train split only."""
+        """Word -> id, from the train split only (or as a checkpoint saved it)."""
         if self._vocab is None:
             words = (w for ex in self.splits["train"] for w in tokenize(ex.text, self.lowercase))
             self._vocab = word_vocabulary(words, SPECIALS, self.min_freq)
@@ -237,11 +320,52 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         ids = [self.vocab.get(w, UNK_ID) for w in tokenize(text, self.lowercase)]
         return ids or [UNK_ID]
 
+    # --- the state a checkpoint carries ---------------------------------------------------
+    def state_dict(self) -> dict:
+        """What the model's inputs depend on: the vocabulary (words in id order), the
+        tokenizer's setting and the label names. Saved by Lightning in every checkpoint."""
+        words = sorted(self.vocab, key=self.vocab.__getitem__)
+        return {
+            "format": STATE_FORMAT,
+            "words": words,
+            "lowercase": self.lowercase,
+            "label_names": list(self.label_names),
+        }
+
+    def load_state_dict(self, state: dict) -> None:
+        """Use a checkpoint's vocabulary and tokenizer setting as saved. Data already encoded
+        with another vocabulary is encoded again (Lightning calls this after `setup`)."""
+        if state.get("format") != STATE_FORMAT or list(state.get("label_names", ())) != list(
+            self.label_names
+        ):
+            raise DataError(
+                f"{self.corpus}: the checkpoint's data state is not one this version reads "
+                f"(format {state.get('format')!r}, labels {state.get('label_names')!r}; expected "
+                f"format {STATE_FORMAT}, labels {list(self.label_names)}): evaluate it with the "
+                "version of the suite that trained it."
+            )
+        vocab = {word: i for i, word in enumerate(state["words"])}
+        if state["lowercase"] != self.lowercase:
+            rank_zero_info(
+                "%s: lowercase=%s as the checkpoint was trained (not %s)",
+                self.corpus,
+                state["lowercase"],
+                self.lowercase,
+            )
+        changed = vocab != self._vocab or state["lowercase"] != self.lowercase
+        self._vocab, self.lowercase, self._restored = vocab, state["lowercase"], True
+        if changed and self.datasets:
+            self.datasets = {
+                split: self._encoded(split, data.examples) for split, data in self.datasets.items()
+            }
+
+    # --- pretrained vectors ----------------------------------------------------------------
     @property
     def pretrained_embeddings(self) -> str | None:
         """Path of the word vectors aligned to the vocabulary (see `align_word_vectors`), or
-        None without `word_vectors`. Linked by the CLI to the model's argument."""
-        if self.word_vectors is None:
+        None without `word_vectors`, or when the vocabulary came from a checkpoint (whose
+        trained weights replace any init). Linked by the CLI to the model's argument."""
+        if self.word_vectors is None or self._restored:
             return None
         if self._pretrained is None:
             self._pretrained = self.align_word_vectors()
@@ -296,17 +420,38 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         return {"vectors": aligned, "found": found}
 
     def _split_key(self) -> str:
-        return ""
+        return f"{self.split_seed}:v{SPLIT_FORMAT}"
 
     # --- Lightning hooks --------------------------------------------------------------------
     def prepare_data(self) -> None:
-        self.files  # noqa: B018 - one process fetches the corpus first
+        if not (self._restored and (self.test_file or self.predict_file)):
+            self.files  # noqa: B018 - one process fetches the corpus first
 
     def setup(self, stage: str | None = None) -> None:
-        self.datasets = {
-            split: EncodedSentences(examples, [self.encode(ex.text) for ex in examples])
-            for split, examples in self.splits.items()
-        }
+        splits = STAGE_SPLITS.get(stage or "", ("train", "val", "test"))
+        self.datasets = {split: self._encoded(split, self.examples(split)) for split in splits}
+
+    def _encoded(self, split: str, examples: Sequence[Example]) -> EncodedSentences:
+        """`examples` with their word ids; outside training, the words the vocabulary lacks
+        are counted and logged (they read as <unk>)."""
+        words = [tokenize(ex.text, self.lowercase) for ex in examples]
+        ids = [[self.vocab.get(w, UNK_ID) for w in ws] or [UNK_ID] for ws in words]
+        if split != "train":
+            total = sum(len(ws) for ws in words)
+            unknown = sum(w not in self.vocab for ws in words for w in ws)
+            source = {"test": self.test_file, "predict": self.predict_file}.get(split)
+            rank_zero_info(
+                "%s %s%s: %d sentences; %d of %d words (%.2f%%) not in the training vocabulary "
+                "read as <unk>",
+                self.corpus,
+                split,
+                f" ({source})" if source else "",
+                len(examples),
+                unknown,
+                total,
+                100 * unknown / max(total, 1),
+            )
+        return EncodedSentences(examples, ids)
 
     def train_dataloader(self) -> DataLoader:
         # An order fixed by seed_everything's seed (every DDP rank's) and the epoch, read
@@ -331,7 +476,7 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         return self._loader(self.datasets["test"], batch_size=self.eval_batch_size)
 
     def predict_dataloader(self) -> DataLoader:
-        return self.test_dataloader()
+        return self._loader(self.datasets["predict"], batch_size=self.eval_batch_size)
 
     def _loader(self, data, kind: type[DataLoader] = DataLoader, **kwargs) -> DataLoader:
         return kind(
@@ -344,6 +489,7 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
 
 
 SST2_FILES = {"train": "train.tsv", "val": "dev.tsv"}
+HeldOut = Literal["auto", "dev", "carve"]
 
 
 class SST2DataModule(SentimentDataModule):
@@ -351,19 +497,31 @@ class SST2DataModule(SentimentDataModule):
     phrases and sentences labelled negative (0) or positive (1).
 
     Files: `train.tsv` and `dev.tsv`, each a header row `sentence<TAB>label` and then one
-    example a line. Downloaded from the HF hub (`stanfordnlp/sst2`) when missing.
+    example a line. Downloaded from the HF hub (`stanfordnlp/sst2`) when missing: its
+    `dev.tsv` is GLUE's validation set, 872 whole sentences of reviews apart from training.
 
-    SST-2's test labels are hidden (GLUE scores them on its server), so **the dev split is
-    both the validation and the test set**: test/* figures are dev figures, not a held-out
-    test, and a checkpoint chosen on val/acc is optimistic on them.
-
-    The hub's dev split is GLUE's 872 whole sentences. The offline copy in ../shared/data is
-    different: its 60,614 + 6,735 rows are phrases adding up to GLUE's 67,349 training
-    phrases, so its dev figures are not comparable with published SST-2 dev accuracy.
+    Which sentences are held out (`held_out`):
+    - `dev`: dev.tsv validates and tests. GLUE's test labels are hidden, so test/* figures
+      are dev figures (a checkpoint chosen on val/acc is optimistic on them) unless
+      `test_file` names another file.
+    - `carve`: train.tsv and dev.tsv are pooled and whole sentences carved out of them for
+      validation and test (10% each, `split_seed`); every phrase inside one of them leaves
+      training (`datamodules.held_out.carve_by_sentence`).
+    - `auto` (default): `carve` when most dev rows lie inside training rows, as in the
+      offline copy in ../shared/data, whose 60,614 + 6,735 rows are both GLUE's training
+      phrases, pieces of the same sentences (a dev split that leaks); else `dev`.
     """
 
     corpus = "sst2"
     source_url = "https://huggingface.co"
+
+    def __init__(self, *args, held_out: HeldOut = "auto", **kwargs):
+        """
+        Args:
+            held_out: auto | dev | carve: the sentences held out for validation and test.
+        """
+        super().__init__(*args, **kwargs)
+        self.held_out = held_out
 
     def local_files(self) -> dict[str, Path] | None:
         return self.files_present(SST2_FILES)
@@ -382,9 +540,46 @@ class SST2DataModule(SentimentDataModule):
             text = "\n".join(rows) + "\n"
             atomic_write_bytes(self.data_dir / SST2_FILES[split], text.encode())
 
+    def _split_key(self) -> str:
+        return f"{super()._split_key()}:{self.held_out}"
+
     def read_splits(self, files: dict[str, Path]) -> dict[Split, list[Example]]:
         train, dev = read_labelled_tsv(files["train"]), read_labelled_tsv(files["val"])
+        held_out = self.held_out
+        if held_out == "auto":
+            cache = DerivedFiles(
+                self.corpus, list(files.values()), "dev-inside-train", self.cache_dir
+            )
+            inside = cache.get(
+                "dev-inside-train.json",
+                build=lambda: share_inside(dev, train),
+                dump=lambda value: json.dumps(value).encode(),
+                load=json.loads,
+            )
+            held_out = "carve" if inside > 0.5 else "dev"
+            rank_zero_info(
+                "sst2: %.0f%% of dev.tsv's rows lie inside train.tsv's, so %s",
+                100 * inside,
+                "both are pooled and whole sentences carved out for validation and test"
+                if held_out == "carve"
+                else "dev.tsv is the held-out set (validation and test)",
+            )
+        if held_out == "carve":
+            return self.carve(train + dev)
         return {"train": train, "val": dev, "test": dev}
+
+
+def share_inside(evaluation: Sequence[Example], training: Sequence[Example]) -> float:
+    """The share of `evaluation` texts that lie inside a training text (their words in order,
+    contiguous): near 1 for pieces of the training sentences, near 0 for other sentences."""
+    index = ContainerIndex([comparable(ex.text) for ex in training])
+    inside = sum(any(True for _ in index.containers(comparable(ex.text))) for ex in evaluation)
+    return inside / max(len(evaluation), 1)
+
+
+def comparable(text: str) -> tuple[str, ...]:
+    """The words two texts are compared by for leaks: lower-cased, whatever `lowercase` is."""
+    return tuple(tokenize(text, lowercase=True))
 
 
 RT_URL = "https://www.cs.cornell.edu/people/pabo/movie-review-data/rt-polaritydata.tar.gz"
@@ -394,20 +589,14 @@ RT_FILES = {1: "rt-polarity.pos", 0: "rt-polarity.neg"}
 class RTPolarityDataModule(SentimentDataModule):
     """Movie review sentence polarity v1.0 (Pang & Lee 2005): 5,331 positive and 5,331
     negative Rotten Tomatoes snippets, `rt-polarity.pos` and `rt-polarity.neg`, one sentence a
-    line, UTF-8. No official split: the sentences are shuffled with `split_seed` and cut
-    80/10/10 into train/val/test. Downloaded from Cornell (rt-polaritydata.tar.gz, whose
-    files are Latin-1: they are re-encoded as UTF-8) when missing."""
+    line, UTF-8. No official split: 10% of the whole sentences (`split_seed`) validate, 10%
+    test, and the rest train, less the few that lie inside a held-out one ("obvious ."
+    inside "the story . . . is moldy and obvious ."). Downloaded from Cornell
+    (rt-polaritydata.tar.gz, whose files are Latin-1: they are re-encoded as UTF-8) when
+    missing."""
 
     corpus = "rt-polarity"
     source_url = RT_URL
-
-    def __init__(self, *args, split_seed: int = 42, **kwargs):
-        """
-        Args:
-            split_seed: shuffles the sentences before the 80/10/10 cut.
-        """
-        super().__init__(*args, **kwargs)
-        self.split_seed = split_seed
 
     def local_files(self) -> dict[int, Path] | None:
         return self.files_present(RT_FILES)
@@ -424,14 +613,11 @@ class RTPolarityDataModule(SentimentDataModule):
                 text = member.read().decode("latin-1")  # Cornell's files predate UTF-8
                 atomic_write_bytes(self.data_dir / name, text.encode("utf-8"))
 
-    def _split_key(self) -> str:
-        return str(self.split_seed)
-
     def read_splits(self, files: dict[int, Path]) -> dict[Split, list[Example]]:
         examples = [
             ex for label, path in sorted(files.items()) for ex in read_sentences(path, label)
         ]
-        return split_examples(examples, self.split_seed)
+        return self.carve(examples)
 
 
 # --- labelled text for prompting (the `few_shot` command) ---------------------------------
@@ -440,12 +626,12 @@ class RTPolarityDataModule(SentimentDataModule):
 def read_labelled_text(
     source: str, data_dir: str | None = None, split_seed: int = 42
 ) -> dict[Split, list[Example]]:
-    """Labelled sentences by split: SST-2 (its dev file is val and test), movie-review
-    polarity (seeded 80/10/10, as RTPolarityDataModule cuts it), or a local TSV file of
-    `text<TAB>label` rows, label an integer from 0 (a first row `text<TAB>label` or
-    `sentence<TAB>label` is a header), cut like polarity."""
+    """Labelled sentences by split: SST-2 and movie-review polarity as their datamodules
+    split them (held-out whole sentences), or a local TSV file of `text<TAB>label` rows,
+    label an integer from 0 (a first row `text<TAB>label` or `sentence<TAB>label` is a
+    header), shuffled with `split_seed` and cut 80/10/10."""
     if source == "sst2":
-        return SST2DataModule(data_dir).splits
+        return SST2DataModule(data_dir, split_seed=split_seed).splits
     if source == "rt-polarity":
         return RTPolarityDataModule(data_dir, split_seed=split_seed).splits
     path = Path(source).expanduser()
@@ -482,3 +668,12 @@ def _torch_bytes(value) -> bytes:
     buffer = io.BytesIO()
     torch.save(value, buffer)
     return buffer.getvalue()
+
+
+def _existing_file(key: str, path: str | None) -> Path | None:
+    if path is None:
+        return None
+    found = Path(path).expanduser()
+    if not found.is_file():
+        raise UserError(f"data.init_args.{key}: {found} is not a file.")
+    return found

@@ -19,8 +19,8 @@ from typing import Literal
 from core.checks import require_positive
 from core.constants import Split
 from core.errors import DataError, UserError
-from datamodules.held_out import check_fractions, split_names, split_of
 from datamodules.language_modeling import BATCH_LINES, Batching, LanguageModelingDataModule
+from datamodules.seeded_split import check_fractions, split_names, split_of
 from datamodules.text_files import read_line_batches
 
 SplitBy = Literal["file", "chunk"]
