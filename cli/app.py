@@ -38,6 +38,7 @@ from cli.shipped_configs import resolve_config_args
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
 from core.errors import UserError
+from lit_models.compiling import compile_forward
 
 # The settings every run shares (trainer, logger, checkpoints, early stopping), read before
 # the config a user names, so that each configs/*.yaml holds only what differs.
@@ -118,6 +119,14 @@ class SuiteCLI(LightningCLI):
         parser.add_lightning_class_args(callbacks.RestoreRandomState, "random_state")
         # A line of progress every N steps where the progress bar cannot be seen (a pipe, a log).
         parser.add_lightning_class_args(callbacks.ProgressLog, "progress")
+        # torch.compile for any model (lit_models/compiling.py): one key, not one per model.
+        parser.add_argument(
+            "--compile",
+            type=bool,
+            default=False,
+            help="Run the model's forward through torch.compile for training and evaluation "
+            "(decoding stays eager). Where the platform cannot compile: one warning, then eager.",
+        )
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments(
@@ -173,6 +182,8 @@ class SuiteCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         check_facts_match(self.checkpoint_hparams, self.model, config)
+        if config.get("compile"):
+            compile_forward(self.model)
 
 
 def name_run_after_config(config: Namespace) -> None:
