@@ -34,6 +34,7 @@ from cli.config import (
     check_config_syntax,
     with_checkpoint_config,
 )
+from cli.requeue import keep_wandb_run_across_requeues
 from cli.shipped_configs import resolve_config_args
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
@@ -175,6 +176,8 @@ class SuiteCLI(LightningCLI):
         name_run_after_config(self.config[subcommand] if subcommand else self.config)
         if subcommand and subcommand != "fit":
             log_into_checkpoint_run(self.config[subcommand], subcommand)
+        if subcommand == "fit":
+            keep_wandb_run_across_requeues(self.config[subcommand])
         check_logger_installed(self.config[subcommand] if subcommand else self.config)
 
     def instantiate_classes(self) -> None:
