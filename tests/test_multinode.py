@@ -1,7 +1,7 @@
 """Two machines, played on this one: `torchrun --nnodes 2`, one process per "node", both on
-the loopback address, train together (gloo on the CPU) and validate to the loss that one
-process gives on the same checkpoint, as the 2-process DDP test does (tests/test_ddp.py).
-The launch is the README's torchrun line with a node rank per machine."""
+the loopback address, launched by launch/torchrun_gpt.sh as on two real machines, train
+together (gloo on the CPU) and validate to the loss that one process gives on the same
+checkpoint, as the 2-process DDP test does (tests/test_ddp.py)."""
 
 from __future__ import annotations
 
@@ -20,6 +20,8 @@ from tests.test_ddp import BLOCK, EVAL_BATCH, small_corpus, validate
 
 pytestmark = pytest.mark.slow
 
+CONFIG = "gpt_shakespeare_char.yaml"
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -28,16 +30,17 @@ def free_port() -> int:
 
 
 def torchrun_node(node_rank: int, port: int, args: list[str]) -> subprocess.Popen:
-    """One "machine": torchrun's agent for node `node_rank` of 2, starting one worker."""
-    command = [
-        *(sys.executable, "-m", "torch.distributed.run"),
-        *("--nnodes", "2", "--nproc_per_node", "1", "--node_rank", str(node_rank)),
-        *("--master_addr", "127.0.0.1", "--master_port", str(port)),
-        *(str(ROOT / "main.py"), "fit", *args),
-    ]
+    """One "machine": the README's launch file (launch/torchrun_gpt.sh) for node `node_rank`
+    of 2, one process."""
+    env = {
+        **os.environ,
+        **dict(NNODES="2", NODE_RANK=str(node_rank), GPUS="1", OMP_NUM_THREADS="1"),
+        **dict(MASTER_ADDR="127.0.0.1", MASTER_PORT=str(port), CONFIG=config(CONFIG)),
+        "TORCHRUN": f"{sys.executable} -m torch.distributed.run",
+    }
     return subprocess.Popen(
-        command,
-        env={**os.environ, "OMP_NUM_THREADS": "1"},
+        ["bash", str(ROOT / "launch" / "torchrun_gpt.sh"), *args],
+        env=env,
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
@@ -47,7 +50,7 @@ def torchrun_node(node_rank: int, port: int, args: list[str]) -> subprocess.Pope
 def test_two_nodes_train_and_validate_as_one_process(tmp_path, shakespeare_dir):
     corpus = small_corpus(tmp_path / "corpus", shakespeare_dir)
     args = [
-        *("--config", config("gpt_shakespeare_char.yaml"), *TINY_GPT),
+        *TINY_GPT,
         f"--data.init_args.data_dir={corpus}",
         f"--data.init_args.block_size={BLOCK}",
         f"--data.init_args.eval_batch_size={EVAL_BATCH}",
@@ -55,9 +58,9 @@ def test_two_nodes_train_and_validate_as_one_process(tmp_path, shakespeare_dir):
         "--trainer.callbacks=[]",  # no samples: seconds saved, nothing tested
         *("--trainer.logger=CSVLogger", "--trainer.logger.save_dir=runs"),
     ]
+    # num_nodes and devices: the launch file sets them from NNODES and GPUS.
     two_nodes = [
         *("--trainer.accelerator=cpu", "--trainer.strategy=ddp"),
-        *("--trainer.num_nodes=2", "--trainer.devices=1"),
         *("--trainer.max_steps=4", "--trainer.val_check_interval=4"),
     ]
     port = free_port()
@@ -77,6 +80,11 @@ def test_two_nodes_train_and_validate_as_one_process(tmp_path, shakespeare_dir):
 
     (last,) = Path("runs").rglob("last.ckpt")
     assert torch.load(last, weights_only=True)["global_step"] == 4
-    one = validate(args, last, "--trainer.accelerator=cpu", "--trainer.devices=1")
+    one = validate(
+        ["--config", config(CONFIG), *args],
+        last,
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+    )
     # fit validated on the two nodes before it saved the checkpoint
     assert checkpoint_val_loss(last) == pytest.approx(one["val/loss"], rel=1e-6)
