@@ -1,5 +1,6 @@
 """`compile: true`: the model's forward goes through torch.compile, with the same outputs and
-checkpoint keys; decoding stays eager and in inference mode; a platform that cannot compile
+checkpoint keys; decoding stays eager and, like the evaluation pass, runs in inference mode;
+a platform that cannot compile
 (or a compiler that fails) gives one warning and an eager run. The real compiler costs a
 minute here, so these tests compile with dynamo's `eager` backend (the tracing, not inductor);
 bench/compile_cpu.py measures the real one."""
@@ -98,8 +99,29 @@ def test_compile_true_on_the_command_line_compiles_the_model(
     run_cli(
         "fit",
         *("--config", config("gpt_shakespeare_char.yaml"), *TINY_GPT),
-        *("--trainer.max_steps=2", "--trainer.val_check_interval=2"),
-        *("--trainer.limit_val_batches=1", "--trainer.callbacks=[]", "--compile=true"),
+        *("--trainer.max_steps=1", "--trainer.limit_val_batches=0"),  # the wiring, not the run
+        *("--trainer.callbacks=[]", "--trainer.logger=CSVLogger", "--compile=true"),
     )
     (model,) = compiled
     assert is_compiled(model)
+
+
+def test_the_evaluation_pass_runs_in_inference_mode(monkeypatch):
+    from torch.utils.data import DataLoader
+
+    from cli.trainer import Trainer
+
+    model, modes = tiny_gpt(), []
+    score = model.score_tokens
+    monkeypatch.setattr(
+        model,
+        "score_tokens",
+        lambda *a: (modes.append(torch.is_inference_mode_enabled()), score(*a))[1],
+    )
+    ids = torch.randint(0, 17, (4, 9))
+    batches = [{"input_ids": ids[:, :-1], "targets": ids[:, 1:]}]
+    trainer = Trainer(
+        accelerator="cpu", logger=False, enable_progress_bar=False, enable_model_summary=False
+    )
+    trainer.validate(model, DataLoader(batches, batch_size=None))
+    assert modes == [True]
