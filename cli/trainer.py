@@ -37,8 +37,9 @@ def resolve_strategy(strategy, accelerator="auto"):
     sharded = isinstance(strategy, FSDPStrategy) or strategy in FSDP_NAMES
     on_gpus = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
     if sharded and not on_gpus:
+        name = strategy if isinstance(strategy, str) else type(strategy).__name__
         raise UserError(
-            f"trainer.strategy fsdp shards the model over CUDA GPUs, and this run has none "
+            f"trainer.strategy fsdp ({name}) shards the model over CUDA GPUs, and this run has none "
             f"(accelerator={accelerator}, CUDA available: {torch.cuda.is_available()}). "
             "On a CPU, leave the strategy out (or use ddp for several CPU processes)."
         )
