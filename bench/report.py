@@ -293,6 +293,72 @@ def generation(d: dict) -> list[Row]:
     ]
 
 
+def compile_cpu(d: dict) -> list[Row]:
+    return [
+        Row(
+            "compile_cpu: the CPU-recipe GPT",
+            f"{d['compiled_over_eager_steps_per_s']:.2f}x",
+            f"steps/s with `compile: true` over eager, {d['steps']} steps, median of "
+            + ", ".join(f"{r:.2f}" for r in d["round_ratios"])
+            + f"; compiling {d['compile_cost_s']:.0f} s",
+            "the same loss curve: "
+            + (
+                f"within {d['loss_curve_max_rel_diff']:.1e}"
+                if d["same_loss_curve"]
+                else "NOT the same"
+            ),
+        )
+    ]
+
+
+def gpu_check(d: dict) -> list[Row]:
+    """The GPU figures: only from bench/gpu_check.sh, each row naming the GPU."""
+    gpu, checks, rows = d.get("gpu") or "no GPU", d.get("checks", {}), []
+    if "precision_auto" in checks:
+        c = checks["precision_auto"]
+        rows.append(Row(f"gpu_check ({gpu})", c.get("precision", "-"), "`precision: auto` trains"))
+    mfu = checks.get("mfu", {})
+    for name in ("eager", "compiled"):
+        if name in mfu:
+            r, spec = mfu[name], mfu[name].get("mfu_of_spec")
+            of = f"{spec:.0%} of the bf16 peak, " if spec else ""
+            rows.append(
+                Row(
+                    f"gpu_check ({gpu}): GPT-2-small, {name}",
+                    f"{r['tokens_per_s']:,.0f}",
+                    f"training tokens/s; MFU {of}{r['mfu_of_measured_matmul']:.0%} of a bf16 matmul",
+                )
+            )
+    ddp = checks.get("ddp", {})
+    if ddp.get("scaling_efficiency"):
+        rows.append(
+            Row(
+                f"gpu_check ({gpu}): DDP, 2 GPUs",
+                f"{ddp['scaling_efficiency']:.0%}",
+                "scaling efficiency: 2-GPU tokens/s over twice 1-GPU",
+            )
+        )
+    if "qlora" in checks and "last_loss" in checks["qlora"]:
+        q = checks["qlora"]
+        rows.append(
+            Row(
+                f"gpu_check ({gpu}): QLoRA",
+                f"{q['first_loss']:.2f} -> {q['last_loss']:.2f}",
+                "training loss, 4-bit base, a few steps",
+            )
+        )
+    gen = checks.get("generation", {})
+    if "speedup" in gen:
+        rows.append(
+            Row(
+                f"gpu_check ({gpu}): generation",
+                f"{gen['with_cache']:,.0f}",
+                f"new tokens/s with the KV cache ({gen['speedup']:.1f}x without)",
+            )
+        )
+    return rows
+
+
 def rnn_cells(d: dict) -> list[Row]:
     return [
         Row(
@@ -435,6 +501,8 @@ EXTRACTORS: dict[str, Callable[[dict], list[Row]]] = {
         generation,
         rnn_cells,
         train_throughput,
+        compile_cpu,
+        gpu_check,
         lora_imported,
         lora_vs_full,
         word2vec_vs_gensim,

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import lightning as L
 from lightning.pytorch.loggers import WandbLogger
+from lightning.pytorch.strategies import FSDPStrategy
 from lightning.pytorch.utilities import rank_zero_info, rank_zero_warn
 
 from core.errors import UserError
@@ -36,7 +37,8 @@ class TextSamples(L.Callback):
         self.max_new_tokens = max_new_tokens
         self.sampling = {"temperature": temperature, "top_k": top_k, "top_p": top_p, "seed": seed}
         self.num_beams = num_beams
-        self.rows: list[list] = []  # every sample so far: W&B shows the table as it grows
+        self.rows: list[list] = []
+        self.sharded = False  # every sample so far: W&B shows the table as it grows
 
     def setup(self, trainer: L.Trainer, pl_module: L.LightningModule, stage: str) -> None:
         # A prompt the vocabulary cannot express should stop the run now, not at the first
@@ -47,8 +49,17 @@ class TextSamples(L.Callback):
             except ValueError as err:
                 raise UserError(f"TextSamples prompt {prompt!r}: {err}") from None
 
+        # Under FSDP every rank must run each forward together (each holds a shard of every
+        # block), and only rank 0 decodes: it would wait for the others for ever.
+        self.sharded = isinstance(trainer.strategy, FSDPStrategy)
+        if self.sharded:
+            rank_zero_warn(
+                "TextSamples is off under FSDP (decoding on rank 0 alone would hang the other "
+                "ranks); sample from a checkpoint instead: `python main.py generate --ckpt_path ...`."
+            )
+
     def on_validation_epoch_end(self, trainer: L.Trainer, pl_module: L.LightningModule) -> None:
-        if trainer.sanity_checking or not trainer.is_global_zero:
+        if trainer.sanity_checking or not trainer.is_global_zero or self.sharded:
             return
         codec = trainer.datamodule  # encode / decode / eos_id of the run's tokenizer
         new_rows = []

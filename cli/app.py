@@ -34,10 +34,12 @@ from cli.config import (
     check_config_syntax,
     with_checkpoint_config,
 )
+from cli.requeue import keep_wandb_run_across_requeues
 from cli.shipped_configs import resolve_config_args
 from cli.trainer import Trainer
 from cli.wandb_mode import choose_wandb_mode
 from core.errors import UserError
+from lit_models.compiling import compile_forward
 
 # The settings every run shares (trainer, logger, checkpoints, early stopping), read before
 # the config a user names, so that each configs/*.yaml holds only what differs.
@@ -131,6 +133,14 @@ class SuiteCLI(LightningCLI):
         parser.add_lightning_class_args(callbacks.RestoreRandomState, "random_state")
         # A line of progress every N steps where the progress bar cannot be seen (a pipe, a log).
         parser.add_lightning_class_args(callbacks.ProgressLog, "progress")
+        # torch.compile for any model (lit_models/compiling.py): one key, not one per model.
+        parser.add_argument(
+            "--compile",
+            type=bool,
+            default=False,
+            help="Run the model's forward through torch.compile for training and evaluation "
+            "(decoding stays eager). Where the platform cannot compile: one warning, then eager.",
+        )
 
     def add_arguments_to_parser(self, parser) -> None:
         parser.link_arguments(
@@ -179,6 +189,8 @@ class SuiteCLI(LightningCLI):
         name_run_after_config(self.config[subcommand] if subcommand else self.config)
         if subcommand and subcommand != "fit":
             log_into_checkpoint_run(self.config[subcommand], subcommand)
+        if subcommand == "fit":
+            keep_wandb_run_across_requeues(self.config[subcommand])
         check_logger_installed(self.config[subcommand] if subcommand else self.config)
 
     def instantiate_classes(self) -> None:
@@ -186,6 +198,8 @@ class SuiteCLI(LightningCLI):
         subcommand = self.config.get("subcommand")
         config = self.config[subcommand] if subcommand else self.config
         check_facts_match(self.checkpoint_hparams, self.model, config)
+        if config.get("compile"):
+            compile_forward(self.model)
 
 
 class RestoringDataInstantiator(_InstantiatorFn):

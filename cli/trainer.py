@@ -5,6 +5,9 @@
 - Checkpoints written atomically beside their target whatever TMPDIR is, never with NaN
   weights, and read once with `weights_only=True` (cli.checkpoint_io.SafeCheckpointIO),
   unless `plugins` names another CheckpointIO.
+- `strategy: fsdp`: FSDP with the Transformer block as the wrapping unit and full state-dict
+  checkpoints (cli.fsdp.TransformerFSDP); it needs CUDA GPUs, and says so on a machine
+  without them.
 - `generate`, `translate`, `lr_find`, `batch_size_find`, `export_vectors`, `merge_lora`,
   `chat`, `few_shot`: the functions of cli/commands/, one module each.
 
@@ -16,9 +19,31 @@ from __future__ import annotations
 import lightning as L
 import torch
 from lightning.fabric.plugins import CheckpointIO
+from lightning.pytorch.strategies import FSDPStrategy
 
 from cli import commands
 from cli.checkpoint_io import SafeCheckpointIO
+from cli.fsdp import TransformerFSDP
+from core.errors import UserError
+
+FSDP_NAMES = ("fsdp", "fsdp_cpu_offload")  # Lightning's own names for its FSDPStrategy
+
+
+def resolve_strategy(strategy, accelerator="auto"):
+    """`fsdp` is the suite's FSDP (cli.fsdp); any FSDP needs CUDA GPUs: one clear message
+    where there are none, not Lightning's check (which misses FSDPStrategy's subclasses)."""
+    if strategy == "fsdp":
+        strategy = TransformerFSDP()
+    sharded = isinstance(strategy, FSDPStrategy) or strategy in FSDP_NAMES
+    on_gpus = accelerator in ("auto", "gpu", "cuda") and torch.cuda.is_available()
+    if sharded and not on_gpus:
+        name = strategy if isinstance(strategy, str) else type(strategy).__name__
+        raise UserError(
+            f"trainer.strategy fsdp ({name}) shards the model over CUDA GPUs, and this run has none "
+            f"(accelerator={accelerator}, CUDA available: {torch.cuda.is_available()}). "
+            "On a CPU, leave the strategy out (or use ddp for several CPU processes)."
+        )
+    return strategy
 
 
 def resolve_precision(precision, accelerator="auto"):
@@ -54,6 +79,9 @@ class Trainer(L.Trainer):
         super().__init__(
             *args,
             precision=resolve_precision(precision, kwargs.get("accelerator", "auto")),
+            strategy=resolve_strategy(
+                kwargs.pop("strategy", "auto"), kwargs.get("accelerator", "auto")
+            ),
             limit_train_batches=limit_train_batches,
             limit_val_batches=limit_val_batches,
             limit_test_batches=limit_test_batches,

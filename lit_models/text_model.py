@@ -117,7 +117,7 @@ class TextModel(L.LightningModule):
     # --- decoding ----------------------------------------------------------------------------
 
     def decoding_mode(self) -> AbstractContextManager[None]:
-        """Eval mode and no gradient while decoding; the mode is restored after (the
+        """Eval mode and inference mode while decoding; the mode is restored after (the
         `Decodable` protocol of lit_models/modules/decoding.py)."""
         return evaluating(self)
 

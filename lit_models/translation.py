@@ -196,7 +196,7 @@ class Translator(TextModel):
 
     # --- translation -------------------------------------------------------------------------
 
-    @torch.no_grad()
+    @torch.inference_mode()
     def translate_ids(
         self,
         sources: list[list[int]],

@@ -118,3 +118,31 @@ def test_translation_figures_name_their_bleu(report, tmp_path):
     assert "| 38.9 | SacreBLEU 13a lower-cased" in block
     assert "| 39.2 | BLEU on lower-cased word tokens" in block and "notebook 6: ~36" in block
     assert "`transformer_multi30k`: not measured yet" in block  # the cased figure comes later
+
+
+def test_gpu_figures_name_their_gpu(report, tmp_path):
+    checks = {
+        "precision_auto": {"precision": "bf16-mixed", "ok": True},
+        "mfu": {
+            name: {"tokens_per_s": tps, "mfu_of_spec": 0.4, "mfu_of_measured_matmul": 0.5}
+            for name, tps in (("eager", 300_000), ("compiled", 420_000))
+        },
+        "ddp": {"ok": None, "skipped": "1 GPU(s): DDP needs 2"},
+        "generation": {"with_cache": 250.0, "speedup": 6.0, "ok": True},
+    }
+    machine = {"cpu": "x", "cores": 16, "threads": 16, "date": "2026-12-03 10:00"}
+    write(
+        tmp_path,
+        "gpu_check.json",
+        {
+            "command": "bash bench/gpu_check.sh",
+            "machine": machine,
+            "gpu": "NVIDIA H200",
+            "checks": checks,
+        },
+    )
+    block = report.render(report.collect(tmp_path))
+    gpu_rows = [line for line in block.splitlines() if "gpu_check" in line]
+    assert len(gpu_rows) == 4  # precision, eager, compiled, generation; no DDP with one GPU
+    assert all("gpu_check (NVIDIA H200)" in line for line in gpu_rows)
+    assert "| 420,000 | training tokens/s; MFU 40% of the bf16 peak" in block

@@ -5,7 +5,7 @@ A model takes part by being `Decodable` (the Protocol below); every strategy her
 any such model:
 
     device                                   where the prompts' ids go
-    decoding_mode()                          a context: eval mode and no gradient, mode restored
+    decoding_mode()                          a context: eval mode and inference mode, mode restored
     start_decoding(input_ids, attention_mask) -> (logits [B, V], state)
         read left-padded prompts [B, T] (mask True at real tokens); logits of the next token
     continue_decoding(state, next_ids [B]) -> (logits [B, V], state)
@@ -42,7 +42,7 @@ class Decodable(Protocol):
 
     def decoding_mode(self) -> AbstractContextManager[None]:
         """Entered for the whole decoding: eval mode (no dropout, BatchNorm's running
-        statistics) and no gradient; the model's mode is restored on leaving."""
+        statistics) and inference mode (no autograd); the model's mode is restored on leaving."""
         ...
 
     def start_decoding(
@@ -58,12 +58,15 @@ class Decodable(Protocol):
 
 @contextmanager
 def evaluating(module: nn.Module) -> Iterator[None]:
-    """No dropout and no gradient for a while; the module's mode is restored after. What a
+    """No dropout and no autograd for a while; the module's mode is restored after. What a
     Decodable nn.Module's decoding_mode is."""
     was_training = module.training
     module.eval()
     try:
-        with torch.no_grad():
+        # inference_mode: no version counters nor autograd records, cheaper than no_grad for
+        # the many small calls of a KV-cache loop. force_eager: a forward compiled for
+        # training (`compile: true`) would recompile for every new prompt and cache length.
+        with torch.inference_mode(), torch.compiler.set_stance("force_eager"):
             yield
     finally:
         module.train(was_training)
