@@ -136,12 +136,17 @@ def test_a_saved_hf_dataset_is_read_with_its_splits_and_held_out_rows(tmp_path, 
 
 
 def test_a_hf_dataset_that_cannot_be_had_offline_says_how_to_provide_it(tmp_path, monkeypatch):
+    import datasets
+    import huggingface_hub
+
     monkeypatch.setenv("HF_DATASETS_OFFLINE", "1")
     monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    # The libraries read the variables once, at import (which another test may have done
+    # first): set what they read, so that nothing tries the network and waits for retries.
+    monkeypatch.setattr(datasets.config, "HF_HUB_OFFLINE", True)
+    monkeypatch.setattr(huggingface_hub.constants, "HF_HUB_OFFLINE", True)
     dm = HFTextDataModule(dataset="someone/no-such-dataset-here", cache_dir=str(tmp_path))
-    with pytest.raises(
-        DataError, match=r"(?s)not a local folder and .*OfflineMode.*save_to_disk\(DIR\)"
-    ):
+    with pytest.raises(DataError, match=r"(?s)not a local folder and .*save_to_disk\(DIR\)"):
         dm.prepare_data()
     saved_dataset(tmp_path / "ds", with_validation=False)
     with pytest.raises(DataError, match="no column 'body'.*text_column"):

@@ -142,7 +142,7 @@ def test_token_ids_are_cached_under_the_tokenizer_files_hash(
 ):
     first = shakespeare(shakespeare_dir, tok_dir)
     first.prepare_data()
-    assert (first.cache.folder / "train.npz").is_file()
+    assert (first.cache.folder / "train-00000.tokens").is_file()
     assert first.tokenizer_path == tok_dir  # nothing of the tokenizer goes to the cache
 
     # The same files in another folder: the same tokenizer, the cache is read, not rebuilt.
