@@ -482,6 +482,46 @@ def search_mlp_names(d: dict) -> list[Row]:
     return rows
 
 
+def wide_deep_test_file(d: dict) -> list[Row]:
+    """A checkpoint alone tested on a file in adult.test's format, against the internal split."""
+    same, given = d["internal_test_split"], d["test_file_checkpoint_only"]
+    return [
+        Row(
+            "configs/wide_deep_adult.yaml, `test --data.init_args.test_file`",
+            f"{given['test_acc']:.4f}",
+            f"test/acc on {given['rows']:,} rows in adult.test's format, from the checkpoint "
+            "alone (no corpus, empty cache)",
+            f"the same checkpoint on its internal test split: {same['test_acc']:.4f}",
+            f"`{d['commands'][-1]}`",
+        )
+    ]
+
+
+def large_corpus(d: dict) -> list[Row]:
+    """Tokenizing into memory-mapped shards, against nanoGPT's prepare.py approach."""
+    rows = []
+    for size, r in d["sizes"].items():
+        base = r.get("baseline_1proc")
+        anchor = (
+            f"nanoGPT-style datasets map + np.memmap, 1 process: {base['encode_mb_per_s']} MB/s, "
+            f"{base['peak_rss_mb']:.0f} MB"
+            if base
+            else NONE
+        )
+        for key, label in (("tokenize_1proc", "1 process"), ("tokenize_2proc", "2 processes")):
+            if key in r:
+                t = r[key]
+                rows.append(
+                    Row(
+                        f"TextFolderDataModule, {size} MB corpus",
+                        f"{t['encode_mb_per_s']} MB/s; peak {t['peak_rss_mb']:.0f} MB",
+                        f"BPE encoding into shards, {label} (throughput; peak resident memory)",
+                        anchor,
+                    )
+                )
+    return rows
+
+
 EXTRACTORS: dict[str, Callable[[dict], list[Row]]] = {
     f.__name__: f
     for f in (
@@ -508,6 +548,8 @@ EXTRACTORS: dict[str, Callable[[dict], list[Row]]] = {
         word2vec_vs_gensim,
         seeds,
         search_mlp_names,
+        wide_deep_test_file,
+        large_corpus,
     )
 }
 
