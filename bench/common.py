@@ -105,8 +105,10 @@ def read_test_metrics(save_dir: Path) -> dict[str, float]:
 def cli_test(
     config: Path, ckpt: Path, folder: Path, env: dict[str, str], extra: list[str] = ()
 ) -> tuple[float, dict[str, float]]:
-    """`main.py test` of `ckpt` in `folder`, logged by a CSVLogger under `folder/test_csv`:
-    (wall seconds, the test/* figures). `extra` options go after the suite's own."""
+    """`main.py test` of `ckpt` in `folder`, logged by a CSVLogger: (wall seconds, the test/*
+    figures). The test of a run's checkpoint (`<run>/checkpoints/`) logs into that run
+    (`<run>/test/metrics.csv`, cli/app.py), another under `folder/test_csv`. `extra` options
+    go after the suite's own."""
     seconds, _ = cli(
         [
             "test",
@@ -121,4 +123,7 @@ def cli_test(
         folder,
         env,
     )
-    return seconds, read_test_metrics(folder / "test_csv")
+    into_run = ckpt.resolve().parent.name == "checkpoints"
+    return seconds, read_test_metrics(
+        ckpt.resolve().parents[1] if into_run else folder / "test_csv"
+    )
