@@ -54,6 +54,7 @@ def test_a_signal_saves_last_ckpt_and_exits_non_zero_saying_where(tmp_path, sign
         "--trainer.callbacks.step=2",
         f"--trainer.callbacks.signum={int(signum)}",
     ]
+    before = signal.getsignal(signal.SIGINT)  # Python's default; ignored in a background job
     proc = run_cli("fit", *GPT, *QUICK, "--trainer.max_steps=50", *stop, check=False)
     assert proc.returncode == 128 + signum, proc.stderr[-3000:]
     (path,) = tmp_path.glob("csv/**/checkpoints/last.ckpt")
@@ -62,7 +63,7 @@ def test_a_signal_saves_last_ckpt_and_exits_non_zero_saying_where(tmp_path, sign
     assert f"stopped by {name} at step 3: checkpoint saved to {saved}" in proc.stderr
     assert "Traceback" not in proc.stderr
     assert last_checkpoint(tmp_path)["global_step"] == 3  # the step under way finished
-    assert signal.getsignal(signal.SIGINT) is signal.default_int_handler  # handed back
+    assert signal.getsignal(signal.SIGINT) is before  # handed back
     resumed = run_cli("fit", *GPT, *QUICK, "--trainer.max_steps=5", "--ckpt_path", str(path))
     steps = [
         torch.load(p, weights_only=True)["global_step"] for p in tmp_path.glob("csv/**/last.ckpt")
