@@ -522,6 +522,24 @@ def large_corpus(d: dict) -> list[Row]:
     return rows
 
 
+def translation_tokenizers(d: dict) -> list[Row]:
+    """The shipped Transformer at the same epochs with another tokenizer (`--set` overrides)."""
+    rows = []
+    for r in d["runs"]:
+        sets = dict(o.split("=", 1) for o in r.get("overrides") or [])
+        kind = sets.get("data.init_args.tokenizer", "word")
+        case = "cased" if sets.get("data.init_args.lowercase") == "false" else "lower-cased"
+        rows.append(
+            Row(
+                f"{r['config']}, {r['max_epochs']} epochs, {kind} tokenizer, {case} text",
+                f"{r['test_sacrebleu_cased']:.1f} (chrF {r['test_chrf']:.1f})",
+                "cased SacreBLEU 13a (and chrF2) of the detokenized output, Multi30k "
+                f"test_2016_flickr, beam {r['num_beams']}",
+            )
+        )
+    return rows
+
+
 EXTRACTORS: dict[str, Callable[[dict], list[Row]]] = {
     f.__name__: f
     for f in (
@@ -550,6 +568,7 @@ EXTRACTORS: dict[str, Callable[[dict], list[Row]]] = {
         search_mlp_names,
         wide_deep_test_file,
         large_corpus,
+        translation_tokenizers,
     )
 }
 
