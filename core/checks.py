@@ -76,6 +76,17 @@ def require_fraction(section: str, **values: float) -> None:
     require_in_range(section, 0, 1, "()", **values)
 
 
+def require_held_out_fractions(val_fraction: float, test_fraction: float, unit: str) -> None:
+    """The shares held out for validation and test: each in (0, 1), and together leaving
+    `unit` (rows, sentences, text) to train on."""
+    require_fraction("data", val_fraction=val_fraction, test_fraction=test_fraction)
+    if val_fraction + test_fraction >= 1:
+        raise SettingError(
+            "data.init_args.val_fraction + data.init_args.test_fraction must leave "
+            f"{unit} to train on, got {val_fraction} + {test_fraction}."
+        )
+
+
 def require_positive_or_none(section: str, **values: int | None) -> None:
     """Optional sizes: None (a default applies) or an integer >= 1."""
     require_positive(section, **{k: v for k, v in values.items() if v is not None})

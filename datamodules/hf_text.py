@@ -17,13 +17,13 @@ import os
 from collections.abc import Iterator
 from pathlib import Path
 
-from core.checks import require_positive
+from core.checks import require_held_out_fractions, require_positive
 from core.constants import Split
 from core.errors import DataError
 from core.hub import hub_offline
 from datamodules.language_modeling import Batching, LanguageModelingDataModule
 from datamodules.paths import reachable
-from datamodules.seeded_split import check_fractions, split_of
+from datamodules.seeded_split import split_of
 from datamodules.text_folder import StreamingTokenizer, batched, refuse_in_memory_settings
 
 HUB = os.environ.get("HF_ENDPOINT", "https://huggingface.co")
@@ -70,7 +70,7 @@ class HFTextDataModule(LanguageModelingDataModule):
             num_proc: processes that tokenize (the ids are the same with any number).
             dedup: refused: near-duplicate removal needs the corpus in memory.
         """
-        check_fractions(val_fraction, test_fraction)
+        require_held_out_fractions(val_fraction, test_fraction, "text")
         require_positive("data", chunk_rows=chunk_rows, num_proc=num_proc)
         refuse_in_memory_settings(type(self).__name__, dedup)
         self.dataset, self.config, self.text_column = dataset, config, text_column

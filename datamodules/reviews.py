@@ -26,7 +26,7 @@ import random
 import re
 from pathlib import Path
 
-from core.checks import require_fraction, require_positive
+from core.checks import require_held_out_fractions, require_positive
 from core.constants import Split
 from core.errors import UserError
 from datamodules.dedup import Shingle
@@ -106,12 +106,7 @@ class ReviewsDataModule(LanguageModelingDataModule):
             split_seed: shuffles the rt-polarity sentences before the cut.
             sst2_min_words: SST-2 phrases of fewer words are left out.
         """
-        require_fraction("data", val_fraction=val_fraction, test_fraction=test_fraction)
-        if val_fraction + test_fraction >= 1.0:
-            raise UserError(
-                f"data.init_args.val_fraction + data.init_args.test_fraction must leave sentences to train on, "
-                f"got {val_fraction} + {test_fraction}."
-            )
+        require_held_out_fractions(val_fraction, test_fraction, "sentences")
         require_positive("data", sst2_min_words=sst2_min_words)
         self.val_fraction, self.test_fraction = val_fraction, test_fraction
         self.split_seed, self.sst2_min_words = split_seed, sst2_min_words

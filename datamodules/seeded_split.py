@@ -8,20 +8,6 @@ import hashlib
 from collections.abc import Sequence
 
 from core.constants import Split
-from core.errors import UserError
-
-
-def check_fractions(val_fraction: float, test_fraction: float) -> None:
-    if not (0.0 < val_fraction < 1.0 and 0.0 < test_fraction < 1.0):
-        raise UserError(
-            f"data.init_args.val_fraction and data.init_args.test_fraction must be in (0, 1), "
-            f"got {val_fraction} and {test_fraction}."
-        )
-    if val_fraction + test_fraction >= 1.0:
-        raise UserError(
-            f"data.init_args.val_fraction + data.init_args.test_fraction must leave text to train on, "
-            f"got {val_fraction} + {test_fraction}."
-        )
 
 
 def share(seed: int, *key: object) -> float:

@@ -36,7 +36,7 @@ import lightning as L
 import numpy as np
 import torch
 
-from core.checks import require_fraction, require_non_negative, require_positive
+from core.checks import require_held_out_fractions, require_non_negative, require_positive
 from core.constants import Split
 from core.errors import DataError, SettingError
 from core.hub import hub_offline
@@ -366,12 +366,7 @@ class TabularDataModule(FittedState, SplitLoaders, L.LightningDataModule):
         super().__init__()
         require_positive("data", batch_size=batch_size, eval_batch_size=eval_batch_size)
         require_non_negative("data", num_workers=num_workers)
-        require_fraction("data", val_fraction=val_fraction, test_fraction=test_fraction)
-        if val_fraction + test_fraction >= 1:
-            raise SettingError(
-                f"data.init_args.val_fraction + data.init_args.test_fraction must leave rows to train on, got "
-                f"{val_fraction} + {test_fraction}."
-            )
+        require_held_out_fractions(val_fraction, test_fraction, "rows")
         if dataset == "csv" and not (csv_path and target):
             raise SettingError(
                 "data.init_args.dataset=csv needs data.init_args.csv_path (the file) and "

@@ -16,11 +16,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from typing import Literal
 
-from core.checks import require_positive
+from core.checks import require_held_out_fractions, require_positive
 from core.constants import Split
 from core.errors import DataError, UserError
 from datamodules.language_modeling import BATCH_LINES, Batching, LanguageModelingDataModule
-from datamodules.seeded_split import check_fractions, split_names, split_of
+from datamodules.seeded_split import split_names, split_of
 from datamodules.text_files import read_line_batches
 
 SplitBy = Literal["file", "chunk"]
@@ -86,7 +86,7 @@ class TextFolderDataModule(LanguageModelingDataModule):
             num_proc: processes that tokenize (the ids are the same with any number).
             dedup: refused: near-duplicate removal needs the corpus in memory.
         """
-        check_fractions(val_fraction, test_fraction)
+        require_held_out_fractions(val_fraction, test_fraction, "text")
         require_positive("data", chunk_lines=chunk_lines, num_proc=num_proc)
         refuse_in_memory_settings(type(self).__name__, dedup)
         self.glob, self.split_by, self.split_seed = glob, split_by, split_seed
