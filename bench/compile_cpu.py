@@ -26,8 +26,8 @@ from pathlib import Path
 
 import lightning as L
 import torch
-from common import QUIET_TRAINER, RESULTS, command_line, machine_info, write_json_atomic
-from train_throughput import CLIP, CONFIG, LightningClock, datamodule, default_data_dir, recipe
+from common import RESULTS, command_line, machine_info, write_json_atomic
+from train_throughput import CONFIG, datamodule, default_data_dir, fit_timed, recipe
 
 from lit_models import GPT
 from lit_models.compiling import compile_forward, is_compiled
@@ -41,20 +41,8 @@ def run(args, model_args: dict, data_args: dict, compiled: bool) -> dict:
     model = GPT(vocab_size=dm.vocab_size, block_size=dm.block_size, **model_args)
     if compiled:
         compile_forward(model)
-    clock = LightningClock(args.seed, args.warmup)
-    trainer = L.Trainer(
-        accelerator="cpu",
-        devices=1,
-        precision="32-true",
-        max_steps=args.warmup + args.steps,
-        limit_val_batches=0,
-        num_sanity_val_steps=0,
-        gradient_clip_val=CLIP,
-        **QUIET_TRAINER,
-        callbacks=[clock],
-    )
     start = time.perf_counter()
-    trainer.fit(model, datamodule=dm)
+    clock = fit_timed(args, model, dm)
     summary = clock.clock.summary(dm.batch_size * dm.block_size)
     summary["warmup_s"] = clock.clock.stamps[0] - start  # data set-up, first steps, compiling
     summary["steps_per_s"] = 1000 / summary["ms_per_step"]

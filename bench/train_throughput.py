@@ -110,6 +110,13 @@ def run_lightning(args, model_args: dict, data_args: dict) -> dict:
     dm = datamodule(args.data_dir, data_args)
     L.seed_everything(args.seed, verbose=False)
     model = GPT(vocab_size=dm.vocab_size, block_size=dm.block_size, **model_args)
+    timer = fit_timed(args, model, dm)
+    return timer.clock.summary(dm.batch_size * dm.block_size)
+
+
+def fit_timed(args, model, dm) -> LightningClock:
+    """`args.warmup + args.steps` training steps of `model` in Lightning's loop, on the CPU in
+    fp32 without validation; the clock that timed them."""
     timer = LightningClock(args.seed, args.warmup)
     trainer = L.Trainer(
         accelerator="cpu",
@@ -123,7 +130,7 @@ def run_lightning(args, model_args: dict, data_args: dict) -> dict:
         callbacks=[timer],
     )
     trainer.fit(model, datamodule=dm)
-    return timer.clock.summary(dm.batch_size * dm.block_size)
+    return timer
 
 
 def run_plain(args, model_args: dict, data_args: dict) -> dict:
