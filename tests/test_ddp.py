@@ -1,5 +1,6 @@
-"""DDP on the CPU: two processes train, and validating one checkpoint on two processes gives
-the loss of one process (evaluation blocks are padded, never repeated, and summed)."""
+"""DDP on the CPU: two processes train, and their validation gives the metrics of one
+process validating the same weights (evaluation blocks are padded, never repeated, and
+summed)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,14 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import TINY_GPT, config, evaluation_metrics, run_cli, run_cli_subprocess
+from tests.conftest import (
+    TINY_GPT,
+    config,
+    evaluation_metrics,
+    logged_metrics,
+    run_cli,
+    run_cli_subprocess,
+)
 from tests.test_cli import checkpoint_val_loss
 
 pytestmark = pytest.mark.slow
@@ -34,13 +42,20 @@ def small_corpus(folder: Path, shakespeare_dir: Path) -> Path:
     return folder
 
 
-def validate(args: list[str], ckpt_path: Path, *extra: str, run=run_cli) -> dict[str, float]:
-    """What `validate` of the checkpoint logs (into the checkpoint's run, with a CSVLogger)."""
-    run("validate", *args, "--trainer.logger=CSVLogger", *extra, f"--ckpt_path={ckpt_path}")
+def validate(args: list[str], ckpt_path: Path) -> dict[str, float]:
+    """What `validate` of the checkpoint logs on one process (into the checkpoint's run)."""
+    run_cli(
+        "validate",
+        *args,
+        "--trainer.logger=CSVLogger",
+        "--trainer.accelerator=cpu",
+        "--trainer.devices=1",
+        f"--ckpt_path={ckpt_path}",
+    )
     return evaluation_metrics(ckpt_path, "validate")
 
 
-def test_ddp_fit_and_validate_equal_one_process(tmp_path, shakespeare_dir):
+def test_ddp_fit_validates_as_one_process(tmp_path, shakespeare_dir):
     corpus = small_corpus(tmp_path / "corpus", shakespeare_dir)
     args = [
         *("--config", config("gpt_shakespeare_char.yaml"), *TINY_GPT),
@@ -49,18 +64,23 @@ def test_ddp_fit_and_validate_equal_one_process(tmp_path, shakespeare_dir):
         f"--data.init_args.eval_batch_size={EVAL_BATCH}",
         "--trainer.limit_val_batches=1.0",  # the whole validation text, every block once
     ]
-    # DDP starts its workers by running the command line again: a real process.
+    # DDP starts its workers by running the command line again: a real process. It validates
+    # on both processes at step 4, then saves the checkpoint of those weights.
     run_cli_subprocess(
-        "fit", *args, *DDP, "--trainer.max_steps=4", "--trainer.val_check_interval=4"
+        "fit",
+        *args,
+        *DDP,
+        *("--trainer.logger=CSVLogger", "--trainer.logger.save_dir=."),
+        "--trainer.max_steps=4",
+        "--trainer.val_check_interval=4",
     )
-    (run,) = Path("seqmodels").iterdir()
-    last = run / "checkpoints" / "last.ckpt"
+    (last,) = Path().rglob("last.ckpt")
+    run = last.parents[1]
     assert torch.load(last, weights_only=True)["global_step"] == 4
     assert (run / "config.yaml").is_file()
+    two = logged_metrics(run)
 
-    one = validate(args, last, "--trainer.accelerator=cpu", "--trainer.devices=1")
-    two = validate(args, last, *DDP, run=run_cli_subprocess)
+    one = validate(args, last)
     for name in ("val/loss", "val/ppl", "val/bpc", "val/word_ppl"):
         assert two[name] == pytest.approx(one[name], rel=1e-6), name
-    # fit validated under DDP too, before it saved the checkpoint
     assert checkpoint_val_loss(last) == pytest.approx(one["val/loss"], rel=1e-6)

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+import shutil
 import signal
 from pathlib import Path
 
@@ -284,7 +285,17 @@ def test_ddp_resumes_exactly(shakespeare_dir):
     # windows' DistributedSampler is covered by the loader tests above).
     args = [*LSTM, *DDP]
     # DDP starts its workers by running the command line again: real processes throughout.
-    fit(args, "whole", 2 * N, run=run_cli_subprocess)
-    fit(args, "first", N, run=run_cli_subprocess)
+    # The whole run keeps the checkpoint of every validation: its step-N one is what a run
+    # interrupted after step N leaves (one DDP run fewer than a separate interrupted run).
+    keep_every = ["--last_checkpoint.filename=last-{step}", "--last_checkpoint.save_top_k=-1"]
+    fit(args, "whole", 2 * N, *keep_every, run=run_cli_subprocess)
+    by_step = {
+        torch.load(p, weights_only=True)["global_step"]: p for p in Path("whole").rglob("last-*")
+    }
+    assert {N, 2 * N} <= by_step.keys(), sorted(by_step)
+    interrupted = Path("first") / "checkpoints" / "last.ckpt"
+    interrupted.parent.mkdir(parents=True)
+    shutil.copy(by_step[N], interrupted)
+    by_step[2 * N].rename(by_step[2 * N].with_name("last.ckpt"))
     resume(args, "first", run=run_cli_subprocess)
     assert_same_end("whole", "resumed")
