@@ -214,6 +214,19 @@ def dpo_sentiment(d: dict) -> list[Row]:
 def tabular_quality(d: dict) -> list[Row]:
     rows = []
     for r in d["results"]:
+        if "by_split" in r:  # tabular_quality-splits.json: means over seeded splits
+            n = len(r["by_split"])
+            baselines = ", ".join(f"{k} {v:.3f}" for k, v in r["means"].items() if k != "mlp")
+            spread = statistics.stdev(r["mlp_by_split"]) if n > 1 else 0.0
+            rows.append(
+                Row(
+                    r["config"],
+                    f"{r['means']['mlp']:.3f} ± {spread:.3f} ({n} splits)",
+                    f"{r['metric'].replace(' ', '/')}, mean over {n} seeded 65/15/20 splits",
+                    f"scikit-learn on the same splits: {baselines}",
+                )
+            )
+            continue
         baselines = ", ".join(f"{k} {v:.3f}" for k, v in r["baselines"].items())
         rows.append(
             Row(
@@ -224,6 +237,21 @@ def tabular_quality(d: dict) -> list[Row]:
             )
         )
     return rows
+
+
+def tabular_cv(d: dict) -> list[Row]:
+    """bench/tabular_cv.py: how a tabular config's settings were chosen."""
+    best = d["best"]
+    settings = ", ".join(f"{k} {v}" for k, v in best.items() if k != "cv_acc")
+    config = d["command"].split("--config", 1)[1].split()[0] if "--config" in d["command"] else "?"
+    return [
+        Row(
+            f"configs/{config}.yaml, settings chosen by 5-fold CV ({settings})",
+            f"{best['cv_acc']:.3f}",
+            "cross-validated accuracy on the train and val rows (test rows never read)",
+            f"LogisticRegression on the same folds: {d['logistic_regression_cv_acc']:.3f}",
+        )
+    ]
 
 
 def wide_deep_quality(d: dict) -> list[Row]:
@@ -552,6 +580,7 @@ EXTRACTORS: dict[str, Callable[[dict], list[Row]]] = {
         few_shot,
         dpo_sentiment,
         tabular_quality,
+        tabular_cv,
         wide_deep_quality,
         deep_gradients,
         long_range,
