@@ -160,6 +160,7 @@ def test_translation_checkpoint_alone_tests_a_pair_of_files(tmp_path):
         config("transformer_multi30k.yaml"),
         f"--data.init_args.data_dir={data}",
         "--data.init_args.download=false",
+        "--data.init_args.tokenizer=word",  # whole words: an unseen one is counted
         "--data.init_args.batch_size=8",
         "--model.init_args.n_layer=1",
         "--model.init_args.n_head=2",
