@@ -462,21 +462,39 @@ TRANSLATION_METRICS = {
 NOTEBOOK = {"seq2seq_multi30k": 1, "seq2seq_attention_multi30k": 3, "transformer_multi30k": 6}
 
 
+def translation_lowercase(run: dict) -> bool:
+    """Whether a run's text was lower-cased: its own record, else its `--set` overrides, else
+    true (every run before the record was on lower-cased text)."""
+    if run.get("lowercase") is not None:
+        return run["lowercase"]
+    sets = dict(o.split("=", 1) for o in run.get("overrides") or [])
+    return sets.get("data.init_args.lowercase", "true") != "false"
+
+
 def translation_quality(d: dict) -> list[Row]:
     rows = []
     for r in d["runs"]:
         name = Path(r["config"]).stem
+        lowercase = translation_lowercase(r)
+        label = r["config"] if r.get("tokenizer") is None else f"{r['config']}, {r['tokenizer']}"
+        label += (
+            ""
+            if r.get("tokenizer") is None
+            else f" tokenizer, {'lower-cased' if lowercase else 'cased'} text"
+        )
         for key, metric in d.get("metrics", TRANSLATION_METRICS).items():
             if r.get(key) is None:
                 continue
+            if key == "test_bleu":  # torchmetrics' SacreBLEU: cased, the same as sacrebleu_cased
+                if not lowercase:
+                    continue
+                metric = TRANSLATION_METRICS["test_bleu"]
             anchor = NONE
             if key == "test_bleu_tok" and r.get("target_bleu") is not None:
                 anchor = (
                     f"pytorch-seq2seq notebook {NOTEBOOK.get(name, '?')}: ~{r['target_bleu']:g}"
                 )
-            rows.append(
-                Row(r["config"], f"{r[key]:.1f}", f"{metric}, Multi30k test_2016_flickr", anchor)
-            )
+            rows.append(Row(label, f"{r[key]:.1f}", f"{metric}, Multi30k test_2016_flickr", anchor))
     return rows
 
 

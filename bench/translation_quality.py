@@ -9,8 +9,9 @@ then the best checkpoint (on val/loss, as the notebooks keep) is tested with bea
     python main.py test --config configs/<name>.yaml --ckpt_path <best> --model.init_args.test_num_beams=5
 
 Four figures come from the test run, all 0..100 on the detokenized translations against the
-references as the corpus writes them: `test/bleu`, SacreBLEU (13a) lower-cased (the shipped
-Multi30k configs lower-case their text; torchmetrics computes it), `test/bleu_tok`, BLEU on
+references as the corpus writes them: `test/bleu`, SacreBLEU (13a) lower-cased when the data
+lower-cases (the LSTM and GRU configs do, the Transformer's BPE does not; torchmetrics
+computes it), `test/bleu_tok`, BLEU on
 lower-cased word tokens, the figure the notebooks print (torchtext's bleu_score on their spaCy
 tokens), and, from the `sacrebleu` package itself, `test/sacrebleu_cased` (BLEU 13a, cased, the
 figure papers report) and `test/chrf` (chrF2), with sacrebleu's signatures in the JSON. The
@@ -60,7 +61,7 @@ TARGETS = {
 }
 # What each figure of a run is, exactly (bench/report.py names them so).
 METRICS = {
-    "test_bleu": "SacreBLEU 13a lower-cased (torchmetrics), beam 5",
+    "test_bleu": "SacreBLEU 13a (torchmetrics), lower-cased when the run's lowercase is, beam 5",
     "test_bleu_tok": "BLEU on lower-cased word tokens (the notebooks' torchtext bleu_score), beam 5",
     "test_sacrebleu_cased": "SacreBLEU 13a cased (the sacrebleu package), beam 5",
     "test_chrf": "chrF2 (the sacrebleu package), beam 5",
@@ -75,11 +76,14 @@ def checkpoint_facts(ckpt: Path) -> dict:
     # tied weights (the shared embedding and the output layer) are one tensor, counted once
     tensors = {t.data_ptr(): t for t in state["state_dict"].values() if t.is_floating_point()}
     parameters = sum(t.numel() for t in tensors.values())
+    data = state.get("datamodule_hyper_parameters") or {}
     return {
         "epoch": state["epoch"],
         "step": state["global_step"],
         "val_loss": float(state["callbacks"][key]["best_model_score"]),
         "parameters": parameters,
+        "tokenizer": data.get("tokenizer"),
+        "lowercase": data.get("lowercase"),
     }
 
 
@@ -183,6 +187,8 @@ def run_config(
         "meets_target": None if target is None else test.get("test/bleu_tok", 0.0) >= target,
         "num_beams": args.num_beams,
         "overrides": args.set,
+        "tokenizer": facts["tokenizer"],
+        "lowercase": facts["lowercase"],  # test_bleu is lower-cased only when this is true
         "parameters": facts["parameters"],
         "fit_seconds": round(fit_s, 1),
         "fit_sittings": sittings["seconds"],
