@@ -42,6 +42,18 @@ def small_corpus(folder: Path, shakespeare_dir: Path) -> Path:
     return folder
 
 
+def small_gpt_args(tmp_path: Path, shakespeare_dir: Path) -> list[str]:
+    """A tiny GPT on `small_corpus` (made under tmp_path), validated on every block once."""
+    corpus = small_corpus(tmp_path / "corpus", shakespeare_dir)
+    return [
+        *TINY_GPT,
+        f"--data.init_args.data_dir={corpus}",
+        f"--data.init_args.block_size={BLOCK}",
+        f"--data.init_args.eval_batch_size={EVAL_BATCH}",
+        "--trainer.limit_val_batches=1.0",  # the whole validation text, every block once
+    ]
+
+
 def validate(args: list[str], ckpt_path: Path) -> dict[str, float]:
     """What `validate` of the checkpoint logs on one process (into the checkpoint's run)."""
     run_cli(
@@ -56,13 +68,9 @@ def validate(args: list[str], ckpt_path: Path) -> dict[str, float]:
 
 
 def test_ddp_fit_validates_as_one_process(tmp_path, shakespeare_dir):
-    corpus = small_corpus(tmp_path / "corpus", shakespeare_dir)
     args = [
-        *("--config", config("gpt_shakespeare_char.yaml"), *TINY_GPT),
-        f"--data.init_args.data_dir={corpus}",
-        f"--data.init_args.block_size={BLOCK}",
-        f"--data.init_args.eval_batch_size={EVAL_BATCH}",
-        "--trainer.limit_val_batches=1.0",  # the whole validation text, every block once
+        *("--config", config("gpt_shakespeare_char.yaml")),
+        *small_gpt_args(tmp_path, shakespeare_dir),
     ]
     # DDP starts its workers by running the command line again: a real process. It validates
     # on both processes at step 4, then saves the checkpoint of those weights.

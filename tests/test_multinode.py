@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import torch
 
-from tests.conftest import ROOT, TINY_GPT, config
+from tests.conftest import ROOT, config
 from tests.test_cli import checkpoint_val_loss
-from tests.test_ddp import BLOCK, EVAL_BATCH, small_corpus, validate
+from tests.test_ddp import small_gpt_args, validate
 
 pytestmark = pytest.mark.slow
 
@@ -48,13 +48,8 @@ def torchrun_node(node_rank: int, port: int, args: list[str]) -> subprocess.Pope
 
 
 def test_two_nodes_train_and_validate_as_one_process(tmp_path, shakespeare_dir):
-    corpus = small_corpus(tmp_path / "corpus", shakespeare_dir)
     args = [
-        *TINY_GPT,
-        f"--data.init_args.data_dir={corpus}",
-        f"--data.init_args.block_size={BLOCK}",
-        f"--data.init_args.eval_batch_size={EVAL_BATCH}",
-        "--trainer.limit_val_batches=1.0",  # the whole validation text, every block once
+        *small_gpt_args(tmp_path, shakespeare_dir),
         "--trainer.callbacks=[]",  # no samples: seconds saved, nothing tested
         *("--trainer.logger=CSVLogger", "--trainer.logger.save_dir=runs"),
     ]
