@@ -476,12 +476,10 @@ def translation_quality(d: dict) -> list[Row]:
     for r in d["runs"]:
         name = Path(r["config"]).stem
         lowercase = translation_lowercase(r)
-        label = r["config"] if r.get("tokenizer") is None else f"{r['config']}, {r['tokenizer']}"
-        label += (
-            ""
-            if r.get("tokenizer") is None
-            else f" tokenizer, {'lower-cased' if lowercase else 'cased'} text"
-        )
+        label = r["config"]
+        if r.get("tokenizer") is not None:
+            case = "lower-cased" if lowercase else "cased"
+            label += f", {r['tokenizer']} tokenizer, {case} text"
         for key, metric in d.get("metrics", TRANSLATION_METRICS).items():
             if r.get(key) is None:
                 continue

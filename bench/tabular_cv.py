@@ -46,16 +46,27 @@ def parse_grid(entries: list[str]) -> dict[str, list]:
     return grid
 
 
-def fold_accuracies(settings: dict, x, y, folds, batch_size: int, seed: int) -> np.ndarray:
-    """[fold, epoch read] accuracy of one setting."""
-    scores = np.zeros((len(folds), len(EPOCHS_READ)))
-    for f, (train, held) in enumerate(folds):
-        torch.manual_seed(seed)
+def standardised_folds(x, y, folds) -> list[tuple[torch.Tensor, ...]]:
+    """(x_train, y_train, x_held, y_held) of each fold, standardised with its train rows."""
+    out = []
+    for train, held in folds:
         scale = Standardiser.fit(x[train])
-        xt = torch.tensor(scale(x[train]), dtype=torch.float32)
-        yt = torch.tensor(y[train], dtype=torch.long)
-        xh = torch.tensor(scale(x[held]), dtype=torch.float32)
-        yh = torch.tensor(y[held], dtype=torch.long)
+        out.append(
+            (
+                torch.tensor(scale(x[train]), dtype=torch.float32),
+                torch.tensor(y[train], dtype=torch.long),
+                torch.tensor(scale(x[held]), dtype=torch.float32),
+                torch.tensor(y[held], dtype=torch.long),
+            )
+        )
+    return out
+
+
+def fold_accuracies(settings: dict, folds, batch_size: int, seed: int) -> np.ndarray:
+    """[fold, epoch read] accuracy of one setting over `standardised_folds`."""
+    scores = np.zeros((len(folds), len(EPOCHS_READ)))
+    for f, (xt, yt, xh, yh) in enumerate(folds):
+        torch.manual_seed(seed)
         model = TabularMLP(**settings)
         optimiser = model.configure_optimizers()
         for epoch in range(1, max(EPOCHS_READ) + 1):
@@ -92,28 +103,28 @@ def main() -> None:
     rows = [data.splits["train"], data.splits["val"]]  # never the test rows
     x = np.concatenate([r["features"] for r in rows])
     y = np.concatenate([r["target"] for r in rows]).astype(np.int64)
-    folds = list(StratifiedKFold(5, shuffle=True, random_state=args.seed).split(x, y))
-
+    folds = standardised_folds(
+        x, y, StratifiedKFold(5, shuffle=True, random_state=args.seed).split(x, y)
+    )
     base = {
-        k: v
-        for k, v in config["model"]["init_args"].items()
-        if k in TabularMLP.__init__.__code__.co_varnames
+        **config["model"]["init_args"],
+        "num_features": x.shape[1],
+        "num_classes": data.num_classes,
     }
-    base.update(num_features=x.shape[1], num_classes=data.num_classes)
     grid = parse_grid(args.grid) if args.grid else DEFAULT_GRID
     batch_size = config["data"]["init_args"].get("batch_size", 32)
 
     logistic = [
         LogisticRegression(max_iter=10_000)
-        .fit(Standardiser.fit(x[t])(x[t]), y[t])
-        .score(Standardiser.fit(x[t])(x[h]), y[h])
-        for t, h in folds
+        .fit(xt.numpy(), yt.numpy())
+        .score(xh.numpy(), yh.numpy())
+        for xt, yt, xh, yh in folds
     ]
     results = []
     started = time.perf_counter()
     for values in itertools.product(*grid.values()):
         chosen = dict(zip(grid, values, strict=True))
-        scores = fold_accuracies({**base, **chosen}, x, y, folds, batch_size, args.seed)
+        scores = fold_accuracies({**base, **chosen}, folds, batch_size, args.seed)
         for i, epochs in enumerate(EPOCHS_READ):
             results.append(
                 {**chosen, "epochs": epochs, "cv_acc": round(float(scores[:, i].mean()), 4)}
