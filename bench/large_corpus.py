@@ -143,7 +143,13 @@ def child_baseline(folder: Path, cache: Path, num_proc: int) -> dict:
         ids = tok.encode_batch(batch["text"])
         return {"ids": ids, "len": [len(i) for i in ids]}
 
-    tokenized = ds.map(process, batched=True, remove_columns=["text"], num_proc=num_proc)
+    tokenized = ds.map(
+        process,
+        batched=True,
+        remove_columns=["text"],
+        num_proc=num_proc,
+        load_from_cache_file=False,
+    )  # never the other run's cached map: each run tokenizes
     total = int(np.sum(tokenized["len"], dtype=np.uint64))
     out = np.memmap(cache / "baseline.bin", dtype=np.uint16, mode="w+", shape=(total,))
     at, shards = 0, 64

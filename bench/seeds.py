@@ -7,6 +7,10 @@ README's results table.
 
     python bench/seeds.py mlp_names wavenet_names wide_deep_adult
     python bench/seeds.py mlp_names --seeds 1,2 --max-steps 500     # a quick check
+    python bench/seeds.py lstm_wikitext2 --threads 2 \
+        --set data.init_args.data_dir=$DATA_DIR/wikitext-2-mini --set trainer.max_epochs=6
+
+`--set KEY=VALUE` passes `--KEY=VALUE` to every seed's run (and is recorded in the JSON).
 """
 
 from __future__ import annotations
@@ -28,6 +32,7 @@ def main() -> None:
     parser.add_argument("--seeds", default="1,2,3")
     parser.add_argument("--max-steps", type=int, help="a quick check of the plumbing")
     parser.add_argument("--threads", type=int, default=1)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE")
     args = parser.parse_args()
     env = {**os.environ, "OMP_NUM_THREADS": str(args.threads), "WANDB_MODE": "offline"}
     for name in args.configs:
@@ -43,6 +48,7 @@ def main() -> None:
             "--trainer.enable_progress_bar=false",
             "--trainer.logger=CSVLogger",
             *extra,
+            *(f"--{setting}" for setting in args.set),
         ]
         seconds, _ = cli(command, folder, env)
         summary = json.loads((folder / "repeat" / name / "summary.json").read_text())
@@ -51,6 +57,7 @@ def main() -> None:
             machine=machine_info(),
             config=f"configs/{name}.yaml",
             seeds=[int(s) for s in args.seeds.split(",")],
+            settings=args.set,
             seconds=round(seconds, 1),
             metrics={
                 k: {"mean": m["mean"], "std": m["std"], "values": m["values"]}

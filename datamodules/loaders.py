@@ -13,9 +13,9 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset
+from torch.utils.data import DataLoader, Dataset, DistributedSampler
 
-from datamodules.resumable import EpochRandomSampler, ResumableLoader, run_seed
+from datamodules.resumable import EpochRandomSampler, ResumableLoader, run_seed, shard_of
 
 
 def whole_batch(batch):
@@ -51,12 +51,21 @@ class SplitLoaders:
             "persistent_workers": self.num_workers > 0,
             "pin_memory": torch.cuda.is_available(),
         }
+        # Each DDP rank reads its own share. With Lightning's use_distributed_sampler (the
+        # default) Lightning swaps its DistributedSampler into training, which holds a list of
+        # every example: set it false for a corpus of gigabytes (our sampler holds nothing).
+        rank, world_size = shard_of(getattr(self, "trainer", None))
         if not train:
-            return DataLoader(dataset, batch_size=batch_size, **options)
+            sampler = (
+                None
+                if world_size == 1
+                else DistributedSampler(dataset, world_size, rank, shuffle=False)
+            )
+            return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **options)
         return ResumableLoader(
             dataset,
             batch_size=batch_size,
-            sampler=EpochRandomSampler(dataset, run_seed()),
+            sampler=EpochRandomSampler(dataset, run_seed(), rank, world_size),
             drop_last=self.drop_last_train,
             **options,
         )

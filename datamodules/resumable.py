@@ -38,6 +38,13 @@ def run_seed() -> int:
     return int(os.environ.get("PL_GLOBAL_SEED", 0))
 
 
+def shard_of(trainer) -> tuple[int, int]:
+    """(rank, world size) of this process under `trainer`; (0, 1) without one."""
+    if trainer is None:
+        return 0, 1
+    return trainer.global_rank, trainer.world_size
+
+
 class EpochRandomSampler(RandomSampler):
     """A fresh permutation every epoch, seeded by `seed` and the epoch Lightning passes to
     `set_epoch`. Over `num_replicas` processes it yields rank `rank`'s share of the
@@ -62,9 +69,53 @@ class EpochRandomSampler(RandomSampler):
 
     def __iter__(self) -> Iterator[int]:
         n = len(self.data_source)
-        order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
-        order = np.concatenate([order, order[: len(self) * self.world_size - n]])
-        return iter(order[self.rank :: self.world_size].tolist())
+        if n <= HELD_ORDER_MAX:
+            order = np.random.default_rng([self.seed, self.epoch]).permutation(n)
+            order = np.concatenate([order, order[: len(self) * self.world_size - n]])
+            return iter(order[self.rank :: self.world_size].tolist())
+        return self._computed_order(n)
+
+    def _computed_order(self, n: int) -> Iterator[int]:
+        # Every window of a corpus of gigabytes: a held permutation would take 8 bytes (and a
+        # Python list 36) a window. A seeded bijection of range(n) gives the same kind of order
+        # a chunk of positions at a time; position p of the padded order is p % n, as above.
+        keys = np.random.default_rng([self.seed, self.epoch]).integers(
+            0, 2**63, FEISTEL_ROUNDS, dtype=np.uint64
+        )
+        stop, step = len(self) * self.world_size, self.world_size
+        for start in range(self.rank, stop, ORDER_CHUNK * step):
+            positions = np.arange(start, min(start + ORDER_CHUNK * step, stop), step) % n
+            yield from permute(positions.astype(np.uint64), n, keys).tolist()
+
+
+HELD_ORDER_MAX = 1 << 22  # samplers this long or shorter hold their order (32 MB at most)
+ORDER_CHUNK = 1 << 16  # positions of a longer order computed at a time
+FEISTEL_ROUNDS = 6
+
+
+def permute(x: np.ndarray, n: int, keys: np.ndarray) -> np.ndarray:
+    """A keyed bijection of range(n), applied to `x` (uint64, each below n): a Feistel network
+    on the smallest even number of bits that covers n, applied again to any value that lands
+    at n or above until it is below (cycle walking keeps it a bijection of range(n))."""
+    half = np.uint64(max(1, ((n - 1).bit_length() + 1) // 2))
+    mask = np.uint64((1 << int(half)) - 1)
+    out, todo = x.copy(), np.arange(len(x))
+    while len(todo):
+        y = out[todo]
+        left, right = y >> half, y & mask
+        for key in keys:
+            left, right = right, left ^ (_mix(right ^ key) & mask)
+        y = (left << half) | right
+        out[todo] = y
+        todo = todo[y >= n]
+    return out
+
+
+def _mix(z: np.ndarray) -> np.ndarray:
+    """splitmix64's finaliser: every input bit reaches every output bit (uint64, wrapping)."""
+    z = (z ^ (z >> np.uint64(30))) * np.uint64(0xBF58476D1CE4E5B9)
+    z = (z ^ (z >> np.uint64(27))) * np.uint64(0x94D049BB133111EB)
+    return z ^ (z >> np.uint64(31))
 
 
 class ResumableStream(IterableDataset):

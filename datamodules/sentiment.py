@@ -57,7 +57,7 @@ from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
 from datamodules.held_out import ContainerIndex, carve_by_sentence
 from datamodules.paths import resolve_data_dir
-from datamodules.resumable import EpochRandomSampler, ResumableLoader, run_seed
+from datamodules.resumable import EpochRandomSampler, ResumableLoader, run_seed, shard_of
 from datamodules.text_files import read_lines
 from datamodules.tokenizers import UNK, word_vocabulary
 
@@ -457,9 +457,7 @@ class SentimentDataModule(CorpusFolder, L.LightningDataModule):
         # An order fixed by seed_everything's seed (every DDP rank's) and the epoch, read
         # through a loader whose place in the epoch goes into the checkpoint (exact resume).
         data, seed = self.datasets["train"], run_seed()
-        trainer = self.trainer
-        rank, world_size = (0, 1) if trainer is None else (trainer.global_rank, trainer.world_size)
-        order = EpochRandomSampler(data, seed, rank, world_size)
+        order = EpochRandomSampler(data, seed, *shard_of(self.trainer))
         if self.bucket_by_length:
             batches = BucketBatchSampler(
                 order, self.batch_size, lengths=data.lengths(), shuffle=True, seed=seed

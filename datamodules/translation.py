@@ -55,7 +55,7 @@ from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
 from datamodules.fitted_state import FittedState, evaluating_files, report_unseen
 from datamodules.paths import resolve_data_dir, resolve_eval_file
-from datamodules.resumable import EpochRandomSampler, ResumableLoader
+from datamodules.resumable import EpochRandomSampler, ResumableLoader, shard_of
 from datamodules.text_files import read_lines
 from datamodules.tokenizers import (
     TRANSLATION_SPECIALS,
@@ -444,10 +444,7 @@ class TranslationDataModule(FittedState, CorpusFolder, L.LightningDataModule):
 
     def _shard(self) -> tuple[int, int]:
         """(rank, world size) of this process; (0, 1) without a trainer."""
-        trainer = self.trainer
-        if trainer is None:
-            return 0, 1
-        return trainer.global_rank, trainer.world_size
+        return shard_of(self.trainer)
 
     def train_dataloader(self) -> DataLoader:
         rank, world_size = self._shard()

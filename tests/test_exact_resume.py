@@ -98,6 +98,32 @@ def test_a_position_at_the_end_of_an_epoch_goes_on_with_the_next():
     assert epoch_batches(loader, 2) == epoch_batches(train_loader(Examples(64)), 2)
 
 
+def test_an_order_too_long_to_hold_is_computed_a_chunk_at_a_time(monkeypatch):
+    """Past HELD_ORDER_MAX examples (a corpus of gigabytes has a window per token) the sampler
+    holds no permutation: each epoch is still every index once, in a seeded order of its own,
+    the ranks' shares disjoint, and a resumed loader skips into it the same way."""
+    from datamodules import resumable
+
+    monkeypatch.setattr(resumable, "HELD_ORDER_MAX", 50)
+    monkeypatch.setattr(resumable, "ORDER_CHUNK", 7)  # several chunks
+    n = 1001
+    epoch1 = list(EpochRandomSampler(range(n), seed=3))
+    assert sorted(epoch1) == list(range(n)) and epoch1 != list(range(n))
+    assert list(EpochRandomSampler(range(n), seed=3)) == epoch1  # seeded
+    later = EpochRandomSampler(range(n), seed=3)
+    later.set_epoch(1)
+    assert sorted(later) == list(range(n)) and list(later) != epoch1
+    for world in (2, 3):
+        shares = [list(EpochRandomSampler(range(n), 3, rank, world)) for rank in range(world)]
+        assert {len(share) for share in shares} == {-(-n // world)}  # padded to equal shares
+        assert set().union(*shares) == set(range(n))
+        assert sum(map(len, shares)) - n == -n % world  # only the padding repeats
+    whole = epoch_batches(train_loader(Examples(200)), epoch=1)
+    resumed = train_loader(Examples(200))
+    resumed.load_state_dict({"epoch": 1, "batches": 5})
+    assert epoch_batches(resumed, 1) == whole[5:]
+
+
 def test_the_loader_survives_lightnings_distributed_sampler():
     """Under DDP Lightning builds the loader again around its DistributedSampler (from the
     arguments it caught); the new one is resumable as well, and skips in its own order."""

@@ -153,3 +153,24 @@ def test_a_hf_dataset_that_cannot_be_had_offline_says_how_to_provide_it(tmp_path
         HFTextDataModule(dataset=str(tmp_path / "ds"), text_column="body").prepare_data()
     with pytest.raises(UserError, match="dedup: HFTextDataModule"):
         HFTextDataModule(dataset=str(tmp_path / "ds"), dedup=True)
+
+
+def test_each_ddp_rank_reads_its_own_windows_when_the_datamodule_shards(tmp_path):
+    """With `use_distributed_sampler: false` (what a corpus of gigabytes wants: Lightning's
+    sampler holds a list of every window) the datamodule gives each rank its share: training
+    windows disjoint but for the padding, evaluation blocks disjoint and complete."""
+    from types import SimpleNamespace
+
+    write_folder(tmp_path / "corpus", n_files=6, lines=20)
+    shares = {"train": [], "val": []}
+    for rank in (0, 1):
+        dm = TextFolderDataModule(data_dir=str(tmp_path / "corpus"), tokenizer="char", block_size=8)
+        dm.trainer = SimpleNamespace(global_rank=rank, world_size=2)
+        dm.prepare_data()
+        dm.setup("fit")
+        shares["train"].append(list(dm.train_dataloader().sampler))
+        shares["val"].append(list(dm.val_dataloader().sampler))
+    windows, blocks = len(dm.train_set), len(dm.val_set)
+    assert len(shares["train"][0]) == len(shares["train"][1]) == -(-windows // 2)
+    assert set(shares["train"][0]) | set(shares["train"][1]) == set(range(windows))
+    assert sorted(shares["val"][0] + shares["val"][1]) == list(range(blocks))  # padded blocks

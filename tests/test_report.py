@@ -118,6 +118,47 @@ def test_translation_figures_name_their_bleu(report, tmp_path):
     assert "| 38.9 | SacreBLEU 13a lower-cased" in block
     assert "| 39.2 | BLEU on lower-cased word tokens" in block and "notebook 6: ~36" in block
     assert "`transformer_multi30k`: not measured yet" in block  # the cased figure comes later
+    cased = {**run, "test_sacrebleu_cased": 37.5, "test_chrf": 57.2, "num_beams": 5}
+    metrics = {"test_sacrebleu_cased": "SacreBLEU 13a cased (the sacrebleu package), beam 5"}
+    write(
+        tmp_path,
+        "translation_quality-transformer_multi30k.json",
+        {"runs": [cased], "metrics": metrics},
+    )
+    block = report.render(report.collect(tmp_path))
+    assert "| 37.5 | SacreBLEU 13a cased" in block and "not measured yet" not in block
+
+
+def test_seed_settings_name_the_corpus_not_its_path(report, tmp_path):
+    metrics = {"test/ppl": {"mean": 300.0, "std": 2.0, "values": [298.0, 300.0, 302.0]}}
+    settings = ["data.init_args.data_dir=/x/y/wikitext-2-mini", "trainer.max_epochs=6"]
+    seeds = {"seeds": [1, 2, 3], "settings": settings, "metrics": metrics}
+    write(tmp_path, "seeds-lstm_wikitext2.json", {"config": "configs/lstm_wikitext2.yaml", **seeds})
+    ((row, _, _),) = report.collect(tmp_path).rows
+    assert row.config == (
+        "configs/lstm_wikitext2.yaml, data.init_args.data_dir=wikitext-2-mini, trainer.max_epochs=6"
+    )
+    assert row.figure == "300 ± 2 (3 seeds)"
+
+
+def test_large_corpus_memory_is_judged_over_sizes_of_several_shards(report, tmp_path):
+    def size(shards, rss):
+        tokenize = {
+            "encode_mb_per_s": 2.0,
+            "shards": shards,
+            "peak_rss_mb": rss,
+            "peak_rss_worker_mb": rss - 100,
+        }
+        return {"tokenize_2proc": tokenize, "train": {"peak_rss_mb": rss + 50}}
+
+    sizes = {"20": size(1, 400.0), "100": size(4, 700.0), "1000": size(40, 770.0)}
+    sizes["20"]["baseline_2proc"] = {"encode_mb_per_s": 1.0}
+    write(tmp_path, "large_corpus.json", {"sizes": sizes})
+    speed, memory = (row for row, _, _ in report.collect(tmp_path).rows)
+    assert speed.figure == "2.0 MB/s" and "same text and processes: 1.0 MB/s" in speed.anchor
+    assert memory.config == "TextFolderDataModule, corpora of 100 / 1,000 MB"  # not 20: 1 shard
+    assert memory.figure == "tokenize 700 / 770 MB; its worker 600 / 670 MB; train 750 / 820 MB"
+    assert memory.anchor.endswith(f"largest over smallest {670 / 600:.2f}")
 
 
 def test_gpu_figures_name_their_gpu(report, tmp_path):
