@@ -50,6 +50,8 @@ class EpochRandomSampler(RandomSampler):
     `set_epoch`. Over `num_replicas` processes it yields rank `rank`'s share of the
     permutation (every `num_replicas`-th index), padded by wrapping around so every rank gets
     as many; the shares are disjoint but for that padding, and together cover every index.
+    Past HELD_ORDER_MAX indices (a corpus of gigabytes has a training window a token) the
+    permutation is not held but computed a chunk at a time (`permute`).
 
     A RandomSampler, so that Lightning knows the loader is shuffled and, under DDP with
     `use_distributed_sampler=True`, swaps in its own (epoch-seeded) DistributedSampler."""
