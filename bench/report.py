@@ -569,16 +569,20 @@ def large_corpus(d: dict) -> list[Row]:
     }
     if len(measured) > 1:
         mb = " / ".join(f"{int(s):,}" for s in measured)
-        main = [r["tokenize_2proc"]["peak_rss_mb"] for r in measured.values()]
+        tokenizing = [r["tokenize_2proc"]["peak_rss_mb"] for r in measured.values()]
         worker = [r["tokenize_2proc"]["peak_rss_worker_mb"] for r in measured.values()]
         train = [r["train"]["peak_rss_mb"] for r in measured.values()]
-        spread = max(max(x) / min(x) for x in (main, worker, train))
+        spread = max(max(x) / min(x) for x in (tokenizing, worker, train))
         rows.append(
             Row(
                 f"TextFolderDataModule, corpora of {mb} MB",
                 "; ".join(
                     f"{what} {' / '.join(f'{x:.0f}' for x in xs)} MB"
-                    for what, xs in (("tokenize", main), ("its worker", worker), ("train", train))
+                    for what, xs in (
+                        ("tokenize", tokenizing),
+                        ("its worker", worker),
+                        ("train", train),
+                    )
                 ),
                 "peak resident memory (VmHWM) tokenizing with 2 processes, and training 200 steps",
                 f"flat within 20% (the issue's target): largest over smallest {spread:.2f}",

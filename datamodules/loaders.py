@@ -13,9 +13,15 @@ from __future__ import annotations
 from collections.abc import Callable
 
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler
+from torch.utils.data import DataLoader, Dataset
 
-from datamodules.resumable import EpochRandomSampler, ResumableLoader, run_seed, shard_of
+from datamodules.resumable import (
+    EpochRandomSampler,
+    ResumableLoader,
+    eval_sampler,
+    run_seed,
+    shard_of,
+)
 
 
 def whole_batch(batch):
@@ -56,11 +62,7 @@ class SplitLoaders:
         # every example: set it false for a corpus of gigabytes (our sampler holds nothing).
         rank, world_size = shard_of(getattr(self, "trainer", None))
         if not train:
-            sampler = (
-                None
-                if world_size == 1
-                else DistributedSampler(dataset, world_size, rank, shuffle=False)
-            )
+            sampler = eval_sampler(dataset, rank, world_size)
             return DataLoader(dataset, batch_size=batch_size, sampler=sampler, **options)
         return ResumableLoader(
             dataset,

@@ -28,7 +28,14 @@ from typing import Any
 
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, IterableDataset, RandomSampler, Sampler
+from torch.utils.data import (
+    DataLoader,
+    DistributedSampler,
+    IterableDataset,
+    RandomSampler,
+    Sampler,
+    SequentialSampler,
+)
 
 
 def run_seed() -> int:
@@ -43,6 +50,13 @@ def shard_of(trainer) -> tuple[int, int]:
     if trainer is None:
         return 0, 1
     return trainer.global_rank, trainer.world_size
+
+
+def eval_sampler(dataset: Sized, rank: int, world_size: int) -> Sampler[int]:
+    """Evaluation's order: every example once, in order; under DDP each rank its share."""
+    if world_size == 1:
+        return SequentialSampler(dataset)
+    return DistributedSampler(dataset, world_size, rank, shuffle=False)
 
 
 class EpochRandomSampler(RandomSampler):

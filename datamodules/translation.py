@@ -45,7 +45,7 @@ from pathlib import Path
 import lightning as L
 import numpy as np
 import torch
-from torch.utils.data import DataLoader, Dataset, DistributedSampler, Sampler, SequentialSampler
+from torch.utils.data import DataLoader, Dataset, Sampler
 
 from core.checks import require_non_negative, require_positive, require_positive_or_none
 from core.constants import SPLITS, Split
@@ -55,7 +55,7 @@ from datamodules.cache import DerivedFiles, cache_root
 from datamodules.corpus import CorpusFolder
 from datamodules.fitted_state import FittedState, evaluating_files, report_unseen
 from datamodules.paths import resolve_data_dir, resolve_eval_file
-from datamodules.resumable import EpochRandomSampler, ResumableLoader, shard_of
+from datamodules.resumable import EpochRandomSampler, ResumableLoader, eval_sampler, shard_of
 from datamodules.text_files import read_lines
 from datamodules.tokenizers import (
     TRANSLATION_SPECIALS,
@@ -461,12 +461,7 @@ class TranslationDataModule(FittedState, CorpusFolder, L.LightningDataModule):
         return self.test_dataloader()
 
     def _eval_loader(self, dataset: TranslationPairs) -> DataLoader:
-        rank, world_size = self._shard()
-        sampler = (
-            SequentialSampler(dataset)
-            if world_size == 1
-            else DistributedSampler(dataset, world_size, rank, shuffle=False)
-        )
+        sampler = eval_sampler(dataset, *self._shard())
         return self._loader(dataset, sampler, self.eval_batch_size, shuffle=False)
 
     def _loader(
