@@ -26,6 +26,8 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
+import yaml
+
 from core.files import atomic_path, atomic_write_text
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -471,29 +473,88 @@ def translation_lowercase(run: dict) -> bool:
     return sets.get("data.init_args.lowercase", "true") != "false"
 
 
-def translation_quality(d: dict) -> list[Row]:
-    rows = []
-    for r in d["runs"]:
-        name = Path(r["config"]).stem
-        lowercase = translation_lowercase(r)
-        label = r["config"]
-        if r.get("tokenizer") is not None:
-            case = "lower-cased" if lowercase else "cased"
-            label += f", {r['tokenizer']} tokenizer, {case} text"
-        for key, metric in d.get("metrics", TRANSLATION_METRICS).items():
-            if r.get(key) is None:
+def translation_label(run: dict) -> str:
+    label = run["config"]
+    if run.get("tokenizer") is not None:
+        case = "lower-cased" if translation_lowercase(run) else "cased"
+        label += f", {run['tokenizer']} tokenizer, {case} text"
+    return label
+
+
+def translation_shown(d: dict, run: dict) -> dict[str, str]:
+    """The figures of a run the table shows: key -> what it is, exactly."""
+    shown = {}
+    for key, metric in d.get("metrics", TRANSLATION_METRICS).items():
+        if run.get(key) is None:
+            continue
+        if key == "test_bleu":  # torchmetrics' SacreBLEU: cased, the same as sacrebleu_cased
+            if not translation_lowercase(run):
                 continue
-            if key == "test_bleu":  # torchmetrics' SacreBLEU: cased, the same as sacrebleu_cased
-                if not lowercase:
-                    continue
-                metric = TRANSLATION_METRICS["test_bleu"]
-            anchor = NONE
-            if key == "test_bleu_tok" and r.get("target_bleu") is not None:
-                anchor = (
-                    f"pytorch-seq2seq notebook {NOTEBOOK.get(name, '?')}: ~{r['target_bleu']:g}"
-                )
-            rows.append(Row(label, f"{r[key]:.1f}", f"{metric}, Multi30k test_2016_flickr", anchor))
-    return rows
+            metric = TRANSLATION_METRICS["test_bleu"]
+        shown[key] = f"{metric}, Multi30k test_2016_flickr"
+    return shown
+
+
+def translation_anchor(key: str, run: dict) -> str:
+    if key != "test_bleu_tok" or run.get("target_bleu") is None:
+        return NONE
+    notebook = NOTEBOOK.get(Path(run["config"]).stem, "?")
+    return f"pytorch-seq2seq notebook {notebook}: ~{run['target_bleu']:g}"
+
+
+def translation_quality(d: dict) -> list[Row]:
+    return [
+        Row(translation_label(r), f"{r[key]:.1f}", metric, translation_anchor(key, r))
+        for r in d["runs"]
+        for key, metric in translation_shown(d, r).items()
+    ]
+
+
+def translation_seed(run: dict) -> int:
+    """The seed a run trained with: its `--set seed_everything=N`, else the shared default."""
+    sets = dict(o.split("=", 1) for o in run.get("overrides") or [])
+    if "seed_everything" in sets:
+        return int(sets["seed_everything"])
+    return yaml.safe_load((ROOT / "configs" / "defaults.yaml").read_text())["seed_everything"]
+
+
+def translation_setting(run: dict) -> tuple:
+    """What a run trained, but for its seed: runs of one setting are seeds of one figure."""
+    epochs = run.get("max_epochs")
+    if epochs is None and (ROOT / run["config"]).exists():  # None: the config's own
+        epochs = yaml.safe_load((ROOT / run["config"]).read_text())["trainer"]["max_epochs"]
+    facts = ("seed_everything=", "data.init_args.tokenizer=", "data.init_args.lowercase=")
+    others = sorted(o for o in run.get("overrides") or [] if not o.startswith(facts))
+    return (translation_label(run), epochs, run.get("num_beams"), *others)
+
+
+def translation_spread(report: Report, files: dict[str, dict]) -> None:
+    """Runs of one setting over several seeds (`bench/translation_quality.py --set
+    seed_everything=N`, each in its own file) become one row per figure, mean ± std with each
+    seed's value, in place of their own rows."""
+    groups: dict[tuple, list[tuple[str, dict, dict]]] = {}
+    for name, d in files.items():
+        for run in d["runs"]:
+            groups.setdefault(translation_setting(run), []).append((name, d, run))
+    for runs in groups.values():
+        seeds = [translation_seed(run) for _, _, run in runs]
+        if len(runs) < 2 or len(set(seeds)) < len(seeds):
+            continue
+        own = {(name, translation_label(run)) for name, _, run in runs}
+        at = next(i for i, (row, _, name) in enumerate(report.rows) if (name, row.config) in own)
+        report.rows = [x for x in report.rows if (x[2], x[0].config) not in own]
+        latest = max((d for _, d, _ in runs), key=date_of)
+        command = "; ".join(command_of(d, name) for name, d, _ in runs)
+        name, d, first = runs[0]
+        rows = []
+        for key, metric in translation_shown(d, first).items():
+            values = [run[key] for _, _, run in runs]
+            each = ", ".join(f"{s}: {v:.1f}" for s, v in zip(seeds, values, strict=True))
+            figure = mean_std(values, ".1f")
+            anchor = translation_anchor(key, first)
+            row = Row(translation_label(first), figure, f"{metric}; seeds {each}", anchor, command)
+            rows.append((row, latest, name))
+        report.rows[at:at] = rows
 
 
 def seeds(d: dict) -> list[Row]:
@@ -777,6 +838,7 @@ def collect(results: Path) -> Report:
             for run in data["runs"]:
                 cased = "test_sacrebleu_cased" in run
                 (measured_cased if cased else report.cased_pending).append(Path(run["config"]).stem)
+    translation_spread(report, by_family.get("translation_quality", {}))
     for family, files in by_family.items():
         if family in CURVES:
             try:

@@ -24,8 +24,14 @@ table, writes bench/results/translation_quality.json.
         --limit-train-batches 2 --limit-val-batches 2 --limit-test-batches 2 \\
         --set model.init_args.max_new_tokens=10                           # a check of the plumbing
 
-A quick check (any --limit-* or --set) writes bench/results/translation_quality-quick.json
-instead, so it never overwrites the real figures.
+Another seed of a config: a file of its own per seed, which bench/report.py puts with the
+config's other runs of the same setting as one mean ± std per figure:
+
+    python bench/translation_quality.py --config transformer_multi30k --threads 1 \\
+        --set seed_everything=1 --out bench/results/translation_quality-transformer_multi30k-seed1.json
+
+A quick check (any --limit-* or --set, unless --out names the file) writes
+bench/results/translation_quality-quick.json instead, so it never overwrites the real figures.
 
 A fit too long for one sitting (the recurrent models on a CPU) can be stopped and taken up
 again from the last epoch it finished: --resume continues the fit in the same folder from its

@@ -129,6 +129,30 @@ def test_translation_figures_name_their_bleu(report, tmp_path):
     assert "| 37.5 | SacreBLEU 13a cased" in block and "not measured yet" not in block
 
 
+def test_translation_runs_over_seeds_become_one_row_per_figure(report, tmp_path):
+    metrics = {"test_bleu_tok": "BLEU on lower-cased word tokens, beam 5"}
+    facts = {"config": "configs/transformer_multi30k.yaml", "tokenizer": "bpe", "num_beams": 5}
+    runs = {  # file suffix: (its run's own settings, its BLEU)
+        "": ({"max_epochs": 10, "overrides": ["data.init_args.lowercase=false"]}, 37.9),
+        # max_epochs None: the config's 10; the seed from --set
+        "-seed1": ({"max_epochs": None, "overrides": ["seed_everything=1"]}, 37.1),
+        "-seed2": ({"max_epochs": None, "overrides": ["seed_everything=2"]}, 38.4),
+        "-3epochs": ({"max_epochs": 3}, 30.0),  # another setting: a row of its own
+    }
+    for suffix, (settings, bleu) in runs.items():
+        run = {**facts, **settings, "lowercase": False, "test_bleu_tok": bleu}
+        file = {"command": f"c{suffix}", "metrics": metrics, "runs": [run]}
+        write(tmp_path, f"translation_quality-transformer_multi30k{suffix}.json", file)
+    three, spread = (row for row, _, _ in report.collect(tmp_path).rows)
+    assert three.figure == "30.0"
+    values = [37.1, 38.4, 37.9]  # in the files' order
+    assert spread.figure == (
+        f"{statistics.mean(values):.1f} ± {statistics.stdev(values):.1f} (3 seeds)"
+    )
+    assert spread.metric.endswith("seeds 1: 37.1, 2: 38.4, 1337: 37.9")
+    assert spread.command == "`c-seed1`; `c-seed2`; `c`"
+
+
 def test_seed_settings_name_the_corpus_not_its_path(report, tmp_path):
     metrics = {"test/ppl": {"mean": 300.0, "std": 2.0, "values": [298.0, 300.0, 302.0]}}
     settings = ["data.init_args.data_dir=/x/y/wikitext-2-mini", "trainer.max_epochs=6"]
