@@ -168,7 +168,7 @@ class _ShardWriter:
         self.failed = False
 
     def add(self, chunk: EncodedSplit) -> None:
-        self.pending.append(chunk)
+        self.pending.append(self._narrowed(chunk))  # int64 ids would hold twice the shard
         while not self.failed and sum(map(len, self.pending)) >= TOKENS_PER_SHARD:
             whole = concatenate(self.pending)
             self.pending = [cut(whole, TOKENS_PER_SHARD)]
@@ -190,12 +190,16 @@ class _ShardWriter:
     def _manifest(self) -> dict:
         return {"format": STORE_FORMAT, "dtype": self.dtype.name, "shards": self.shards}
 
-    def _write(self, part: EncodedSplit) -> bool:
-        name = f"{self.split}-{len(self.shards):05d}.tokens"
+    def _narrowed(self, part: EncodedSplit) -> EncodedSplit:
+        """The part with its ids in the shard's type (words and counts are narrow already)."""
         if len(part) and int(part.ids.max()) > np.iinfo(self.dtype).max:
             raise ValueError(f"token id {int(part.ids.max())} does not fit in {self.dtype.name}")
-        arrays = [part.ids.astype(self.dtype), part.words.astype(np.uint8)]
-        arrays.append(part.chars.astype(np.uint16))
+        return EncodedSplit(part.ids.astype(self.dtype, copy=False), part.words, part.chars)
+
+    def _write(self, part: EncodedSplit) -> bool:
+        name = f"{self.split}-{len(self.shards):05d}.tokens"
+        arrays = [part.ids.astype(self.dtype, copy=False), part.words.astype(np.uint8, copy=False)]
+        arrays.append(part.chars.astype(np.uint16, copy=False))
         if not self.cache.write_parts(name, arrays):
             return False
         self.shards.append({"name": name, "tokens": len(part)})
