@@ -474,11 +474,14 @@ def translation_lowercase(run: dict) -> bool:
 
 
 def translation_label(run: dict) -> str:
-    label = run["config"]
-    if run.get("tokenizer") is not None:
-        case = "lower-cased" if translation_lowercase(run) else "cased"
-        label += f", {run['tokenizer']} tokenizer, {case} text"
-    return label
+    """The config, with its tokenizer and case where the run records them (its own record,
+    else its `--set` overrides)."""
+    sets = dict(o.split("=", 1) for o in run.get("overrides") or [])
+    tokenizer = run.get("tokenizer") or sets.get("data.init_args.tokenizer")
+    if tokenizer is None:
+        return run["config"]
+    case = "lower-cased" if translation_lowercase(run) else "cased"
+    return f"{run['config']}, {tokenizer} tokenizer, {case} text"
 
 
 def translation_shown(d: dict, run: dict) -> dict[str, str]:
