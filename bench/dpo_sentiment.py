@@ -20,7 +20,7 @@ sentiment classifier (the classic "positive sentiment" experiment of RLHF papers
 
 Prints a table, writes bench/results/dpo_sentiment.json and dpo_sentiment.png.
 
-    python bench/dpo_sentiment.py                      # everything, about 15 minutes on a CPU core
+    python bench/dpo_sentiment.py                      # everything, about 5 minutes on a CPU core
     python bench/dpo_sentiment.py --gpt-ckpt A --classifier-ckpt B   # reuse the two runs
     python bench/dpo_sentiment.py --quick              # tiny sizes: the plumbing only
 """
