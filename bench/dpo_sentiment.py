@@ -293,7 +293,10 @@ def main() -> None:
     # with two samples and any lengths, DPO learnt to stop early (+73% held-out perplexity).
     parser.add_argument("--samples", type=int, default=8, help="continuations drawn an opening")
     parser.add_argument(
-        "--max-word-gap", type=int, default=1, help="most words a pair's sides may differ by"
+        "--max-word-gap",
+        type=int,
+        default=1,
+        help="most words a pair's sides may differ by (a large number: any)",
     )
     parser.add_argument("--every", type=int, default=25, help="DPO steps between measurements")
     parser.add_argument("--best-of", type=int, default=4)
