@@ -548,12 +548,19 @@ def translation_spread(report: Report, files: dict[str, dict]) -> None:
         report.rows = [x for x in report.rows if (x[2], x[0].config) not in own]
         latest = max((d for _, d, _ in runs), key=date_of)
         command = "; ".join(command_of(d, name) for name, d, _ in runs)
-        name, d, first = runs[0]
+        shown: dict[str, str] = {}  # a run older than a metric has none of it
+        for _, d, run in runs:
+            shown |= {k: m for k, m in translation_shown(d, run).items() if k not in shown}
+        name, first = runs[0][0], runs[0][2]
         rows = []
-        for key, metric in translation_shown(d, first).items():
-            values = [run[key] for _, _, run in runs]
-            each = ", ".join(f"{s}: {v:.1f}" for s, v in zip(seeds, values, strict=True))
-            figure = mean_std(values, ".1f")
+        for key, metric in shown.items():
+            measured = [
+                (s, r[key])
+                for s, (_, _, r) in zip(seeds, runs, strict=True)
+                if r.get(key) is not None
+            ]
+            each = ", ".join(f"{s}: {v:.1f}" for s, v in measured)
+            figure = mean_std([v for _, v in measured], ".1f")
             anchor = translation_anchor(key, first)
             row = Row(translation_label(first), figure, f"{metric}; seeds {each}", anchor, command)
             rows.append((row, latest, name))

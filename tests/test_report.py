@@ -130,7 +130,7 @@ def test_translation_figures_name_their_bleu(report, tmp_path):
 
 
 def test_translation_runs_over_seeds_become_one_row_per_figure(report, tmp_path):
-    metrics = {"test_bleu_tok": "BLEU on lower-cased word tokens, beam 5"}
+    metrics = {"test_bleu_tok": "BLEU on lower-cased word tokens, beam 5", "test_chrf": "chrF2"}
     facts = {"config": "configs/transformer_multi30k.yaml", "tokenizer": "bpe", "num_beams": 5}
     runs = {  # file suffix: (its run's own settings, its BLEU)
         "": ({"max_epochs": 10, "overrides": ["data.init_args.lowercase=false"]}, 37.9),
@@ -141,9 +141,11 @@ def test_translation_runs_over_seeds_become_one_row_per_figure(report, tmp_path)
     }
     for suffix, (settings, bleu) in runs.items():
         run = {**facts, **settings, "lowercase": False, "test_bleu_tok": bleu}
+        if suffix.startswith("-seed"):  # the runs that came later measured chrF too
+            run["test_chrf"] = bleu + 20
         file = {"command": f"c{suffix}", "metrics": metrics, "runs": [run]}
         write(tmp_path, f"translation_quality-transformer_multi30k{suffix}.json", file)
-    three, spread = (row for row, _, _ in report.collect(tmp_path).rows)
+    three, spread, chrf = (row for row, _, _ in report.collect(tmp_path).rows)
     assert three.figure == "30.0"
     values = [37.1, 38.4, 37.9]  # in the files' order
     assert spread.figure == (
@@ -151,6 +153,11 @@ def test_translation_runs_over_seeds_become_one_row_per_figure(report, tmp_path)
     )
     assert spread.metric.endswith("seeds 1: 37.1, 2: 38.4, 1337: 37.9")
     assert spread.command == "`c-seed1`; `c-seed2`; `c`"
+    assert (
+        chrf.figure
+        == f"{statistics.mean([57.1, 58.4]):.1f} ± {statistics.stdev([57.1, 58.4]):.1f} (2 seeds)"
+    )
+    assert chrf.metric.endswith("seeds 1: 57.1, 2: 58.4")
 
 
 def test_seed_settings_name_the_corpus_not_its_path(report, tmp_path):
