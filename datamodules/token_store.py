@@ -191,15 +191,19 @@ class _ShardWriter:
         return {"format": STORE_FORMAT, "dtype": self.dtype.name, "shards": self.shards}
 
     def _narrowed(self, part: EncodedSplit) -> EncodedSplit:
-        """The part with its ids in the shard's type (words and counts are narrow already)."""
+        """The part in the shard's types, as `_write` stores them."""
         if len(part) and int(part.ids.max()) > np.iinfo(self.dtype).max:
             raise ValueError(f"token id {int(part.ids.max())} does not fit in {self.dtype.name}")
-        return EncodedSplit(part.ids.astype(self.dtype, copy=False), part.words, part.chars)
+        return EncodedSplit(
+            part.ids.astype(self.dtype, copy=False),
+            part.words.astype(np.uint8, copy=False),
+            part.chars.astype(np.uint16, copy=False),
+        )
 
     def _write(self, part: EncodedSplit) -> bool:
+        """Write a shard of pending (already narrowed) tokens."""
         name = f"{self.split}-{len(self.shards):05d}.tokens"
-        arrays = [part.ids.astype(self.dtype, copy=False), part.words.astype(np.uint8, copy=False)]
-        arrays.append(part.chars.astype(np.uint16, copy=False))
+        arrays = [part.ids, part.words, part.chars]
         if not self.cache.write_parts(name, arrays):
             return False
         self.shards.append({"name": name, "tokens": len(part)})
