@@ -17,6 +17,7 @@ the README block.
 from __future__ import annotations
 
 import argparse
+import functools
 import json
 import math
 import re
@@ -91,6 +92,17 @@ def config_in(command: str) -> str:
 
 def percent(x: float) -> str:
     return f"{100 * x:.1f}%"
+
+
+def overrides_of(run: dict) -> dict[str, str]:
+    """A run's `--set KEY=VALUE` overrides, as recorded in its results."""
+    return dict(o.split("=", 1) for o in run.get("overrides") or [])
+
+
+@functools.cache
+def config_yaml(relative: str) -> dict:
+    """A config of the repository (`configs/<name>.yaml`), read once."""
+    return yaml.safe_load((ROOT / relative).read_text())
 
 
 # --- one extractor per family of results files --------------------------------------------
@@ -469,14 +481,14 @@ def translation_lowercase(run: dict) -> bool:
     true (every run before the record was on lower-cased text)."""
     if run.get("lowercase") is not None:
         return run["lowercase"]
-    sets = dict(o.split("=", 1) for o in run.get("overrides") or [])
+    sets = overrides_of(run)
     return sets.get("data.init_args.lowercase", "true") != "false"
 
 
 def translation_label(run: dict) -> str:
     """The config, with its tokenizer and case where the run records them (its own record,
     else its `--set` overrides)."""
-    sets = dict(o.split("=", 1) for o in run.get("overrides") or [])
+    sets = overrides_of(run)
     tokenizer = run.get("tokenizer") or sets.get("data.init_args.tokenizer")
     if tokenizer is None:
         return run["config"]
@@ -515,17 +527,17 @@ def translation_quality(d: dict) -> list[Row]:
 
 def translation_seed(run: dict) -> int:
     """The seed a run trained with: its `--set seed_everything=N`, else the shared default."""
-    sets = dict(o.split("=", 1) for o in run.get("overrides") or [])
+    sets = overrides_of(run)
     if "seed_everything" in sets:
         return int(sets["seed_everything"])
-    return yaml.safe_load((ROOT / "configs" / "defaults.yaml").read_text())["seed_everything"]
+    return config_yaml("configs/defaults.yaml")["seed_everything"]
 
 
 def translation_setting(run: dict) -> tuple:
     """What a run trained, but for its seed: runs of one setting are seeds of one figure."""
     epochs = run.get("max_epochs")
     if epochs is None and (ROOT / run["config"]).exists():  # None: the config's own
-        epochs = yaml.safe_load((ROOT / run["config"]).read_text())["trainer"]["max_epochs"]
+        epochs = config_yaml(run["config"])["trainer"]["max_epochs"]
     facts = ("seed_everything=", "data.init_args.tokenizer=", "data.init_args.lowercase=")
     others = sorted(o for o in run.get("overrides") or [] if not o.startswith(facts))
     return (translation_label(run), epochs, run.get("num_beams"), *others)
@@ -666,7 +678,7 @@ def translation_tokenizers(d: dict) -> list[Row]:
     """The shipped Transformer at the same epochs with another tokenizer (`--set` overrides)."""
     rows = []
     for r in d["runs"]:
-        sets = dict(o.split("=", 1) for o in r.get("overrides") or [])
+        sets = overrides_of(r)
         kind = sets.get("data.init_args.tokenizer", "word")
         case = "cased" if sets.get("data.init_args.lowercase") == "false" else "lower-cased"
         rows.append(
