@@ -485,15 +485,16 @@ def translation_lowercase(run: dict) -> bool:
     return sets.get("data.init_args.lowercase", "true") != "false"
 
 
+def translation_tokenizer(run: dict) -> str:
+    """A run's tokenizer: its own record, else its `--set` overrides, else the word vocabulary
+    (every config said `tokenizer: word` until the record came, b25ebd7 then b802141)."""
+    return run.get("tokenizer") or overrides_of(run).get("data.init_args.tokenizer", "word")
+
+
 def translation_label(run: dict) -> str:
-    """The config, with its tokenizer and case where the run records them (its own record,
-    else its `--set` overrides)."""
-    sets = overrides_of(run)
-    tokenizer = run.get("tokenizer") or sets.get("data.init_args.tokenizer")
-    if tokenizer is None:
-        return run["config"]
+    """The config, with its tokenizer and case."""
     case = "lower-cased" if translation_lowercase(run) else "cased"
-    return f"{run['config']}, {tokenizer} tokenizer, {case} text"
+    return f"{run['config']}, {translation_tokenizer(run)} tokenizer, {case} text"
 
 
 def translation_shown(d: dict, run: dict) -> dict[str, str]:
@@ -678,12 +679,9 @@ def translation_tokenizers(d: dict) -> list[Row]:
     """The shipped Transformer at the same epochs with another tokenizer (`--set` overrides)."""
     rows = []
     for r in d["runs"]:
-        sets = overrides_of(r)
-        kind = sets.get("data.init_args.tokenizer", "word")
-        case = "cased" if sets.get("data.init_args.lowercase") == "false" else "lower-cased"
         rows.append(
             Row(
-                f"{r['config']}, {r['max_epochs']} epochs, {kind} tokenizer, {case} text",
+                f"{translation_label(r)}, {r['max_epochs']} epochs",
                 f"{r['test_sacrebleu_cased']:.1f} (chrF {r['test_chrf']:.1f})",
                 "cased SacreBLEU 13a (and chrF2) of the detokenized output, Multi30k "
                 f"test_2016_flickr, beam {r['num_beams']}",
