@@ -116,6 +116,8 @@ def test_translation_figures_name_their_bleu(report, tmp_path):
     )
     block = report.render(report.collect(tmp_path))
     assert "| 38.9 | SacreBLEU 13a lower-cased" in block
+    # a run older than the tokenizer record, without overrides: the word vocabulary, lower-cased
+    assert "| configs/transformer_multi30k.yaml, word tokenizer, lower-cased text | 38.9 |" in block
     assert "| 39.2 | BLEU on lower-cased word tokens" in block and "notebook 6: ~36" in block
     assert "`transformer_multi30k`: not measured yet" in block  # the cased figure comes later
     cased = {**run, "test_sacrebleu_cased": 37.5, "test_chrf": 57.2, "num_beams": 5}
