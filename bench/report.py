@@ -47,6 +47,7 @@ class Row:
     metric: str  # what the figure is, exactly
     anchor: str = NONE  # what it is held against, and where that figure comes from
     command: str | None = None  # None: the results file's own
+    machine: str | None = None  # None: the results file's own
 
 
 # --- shared pieces -------------------------------------------------------------------------
@@ -561,6 +562,7 @@ def translation_spread(report: Report, files: dict[str, dict]) -> None:
         report.rows = [x for x in report.rows if (x[2], x[0].config) not in own]
         latest = max((d for _, d, _ in runs), key=date_of)
         command = "; ".join(command_of(d, name) for name, d, _ in runs)
+        machine = "; ".join(dict.fromkeys(machine_of(d) for _, d, _ in runs))  # each once
         shown: dict[str, str] = {}  # a run older than a metric has none of it
         for _, d, run in runs:
             shown |= {k: m for k, m in translation_shown(d, run).items() if k not in shown}
@@ -575,7 +577,14 @@ def translation_spread(report: Report, files: dict[str, dict]) -> None:
             each = ", ".join(f"{s}: {v:.1f}" for s, v in measured)
             figure = mean_std([v for _, v in measured], ".1f")
             anchor = translation_anchor(key, first)
-            row = Row(translation_label(first), figure, f"{metric}; seeds {each}", anchor, command)
+            row = Row(
+                translation_label(first),
+                figure,
+                f"{metric}; seeds {each}",
+                anchor,
+                command,
+                machine,
+            )
             rows.append((row, latest, name))
         report.rows[at:at] = rows
 
@@ -890,7 +899,7 @@ def render(report: Report) -> str:
             row.figure,
             row.metric,
             row.anchor,
-            machine_of(data),
+            row.machine or machine_of(data),
             command,
             date_of(data),
         )

@@ -145,7 +145,9 @@ def test_translation_runs_over_seeds_become_one_row_per_figure(report, tmp_path)
         run = {**facts, **settings, "lowercase": False, "test_bleu_tok": bleu}
         if suffix.startswith("-seed"):  # the runs that came later measured chrF too
             run["test_chrf"] = bleu + 20
-        file = {"command": f"c{suffix}", "metrics": metrics, "runs": [run]}
+        threads = 1 if suffix == "-seed2" else 2  # one seed ran on another thread count
+        machine = {"cpu": "AMD EPYC", "cores": 2, "threads": threads}
+        file = {"command": f"c{suffix}", "machine": machine, "metrics": metrics, "runs": [run]}
         write(tmp_path, f"translation_quality-transformer_multi30k{suffix}.json", file)
     three, spread, chrf = (row for row, _, _ in report.collect(tmp_path).rows)
     assert three.figure == "30.0"
@@ -155,6 +157,8 @@ def test_translation_runs_over_seeds_become_one_row_per_figure(report, tmp_path)
     )
     assert spread.metric.endswith("seeds 1: 37.1, 2: 38.4, 1337: 37.9")
     assert spread.command == "`c-seed1`; `c-seed2`; `c`"
+    # every machine its seeds ran on, each once, as the commands are
+    assert spread.machine == "AMD EPYC, 2 cores, 2 threads; AMD EPYC, 2 cores, 1 thread"
     assert (
         chrf.figure
         == f"{statistics.mean([57.1, 58.4]):.1f} ± {statistics.stdev([57.1, 58.4]):.1f} (2 seeds)"
